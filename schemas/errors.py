@@ -1,0 +1,13 @@
+"""The one error type for bad input: it always names the file and the field."""
+
+from __future__ import annotations
+
+
+class InputError(ValueError):
+    """Bad input that a clinician's engineer can fix: which file, which field, what is wrong."""
+
+    def __init__(self, file: str, field: str, message: str):
+        self.file = str(file)
+        self.field = field
+        self.message = message
+        super().__init__(f"{self.file}: {field}: {message}")

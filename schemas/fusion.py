@@ -1,0 +1,71 @@
+"""What the fusion model hands to the workflow: per-task probabilities and attributions."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from schemas.common import ContractModel, Modality
+
+Task = Literal["diagnosis", "grade", "molecular_subtype", "risk", "response"]
+
+
+class TaskPrediction(ContractModel):
+    """One task's calibrated output."""
+
+    task: Task = Field(description="Clinical question answered.")
+    labels: list[str] = Field(min_length=1, description="Candidate labels, in the model's order.")
+    probabilities: dict[str, float] = Field(description="Calibrated probability per candidate label; sums to 1.")
+    score: float | None = Field(default=None, description="For risk: linear predictor, higher = worse prognosis.")
+    risk_group: str | None = Field(default=None, description="For risk: group from the training-cohort cut points.")
+
+    @model_validator(mode="after")
+    def _probabilities_cover_labels(self) -> "TaskPrediction":
+        if set(self.probabilities) != set(self.labels):
+            raise ValueError("probabilities must have exactly one entry per label")
+        if any(not (0.0 <= p <= 1.0) for p in self.probabilities.values()):
+            raise ValueError("probabilities must lie in [0, 1]")
+        if not math.isclose(sum(self.probabilities.values()), 1.0, abs_tol=1e-3):
+            raise ValueError("probabilities must sum to 1")
+        return self
+
+    def top(self) -> tuple[str, float]:
+        label = max(self.labels, key=lambda k: self.probabilities[k])
+        return label, self.probabilities[label]
+
+
+class PatchAttention(ContractModel):
+    """One pathology patch the attention-MIL branch looked at most."""
+
+    slide_id: str = Field(description="Slide (or feature file) id.")
+    patch_index: int = Field(ge=0, description="Row in the slide's feature matrix.")
+    coord_level0: tuple[int, int] = Field(description="Top-left corner of the patch, level-0 pixels.")
+    patch_size_level0: int = Field(gt=0, description="Patch side length in level-0 pixels.")
+    attention: float = Field(ge=0, le=1, description="Normalised attention weight of the patch within its slide.")
+    pattern: str = Field(description="Tissue pattern the patch-level head assigns to this patch.")
+    pattern_probability: float = Field(ge=0, le=1, description="Probability of that pattern.")
+
+
+class FusionOutput(ContractModel):
+    """Inference result of a fusion model for one case."""
+
+    model_name: str = Field(description="Registered fusion model name.")
+    model_version: str = Field(description="Model version string from its card.")
+    weights_sha256: str | None = Field(default=None, description="SHA-256 of the checkpoint file used.")
+    predictions: list[TaskPrediction] = Field(description="One entry per task the model answers.")
+    modalities_used: list[Modality] = Field(description="Modalities that entered the fusion (others were masked).")
+    modality_contributions: dict[str, float] = Field(
+        description="Fusion attention weight per modality used; sums to 1."
+    )
+    patch_attention: list[PatchAttention] = Field(default_factory=list, description="Top-attended patches.")
+    habitat_attribution: dict[str, float] = Field(
+        default_factory=dict, description="Share of the imaging branch's attribution per habitat phenotype."
+    )
+    pattern_fractions: dict[str, float] = Field(
+        default_factory=dict, description="Fraction of patches per tissue pattern, over all slides."
+    )
+
+    def prediction(self, task: str) -> TaskPrediction | None:
+        return next((p for p in self.predictions if p.task == task), None)

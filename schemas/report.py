@@ -1,0 +1,234 @@
+"""Output contract: the evidence-chain report (`report.json`).
+
+Key names follow DESIGN.md and are part of the contract. The validators enforce the
+rules a tumour board relies on: ids are unique, every citation resolves, every
+probability is a probability.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from schemas.common import Confidence, ContractModel, Modality, Phenotype, SourceRef
+from schemas.fusion import Task
+
+SCHEMA_VERSION = "1.0.0"
+
+UnitLevel = Literal["lesion", "habitat", "margin_ring", "cell_neighbourhood", "longitudinal"]
+FlagKind = Literal[
+    "cross_modal_disagreement",
+    "missing_modality",
+    "unusable_input",
+    "out_of_distribution",
+    "ungrounded_claim",
+    "sampling_mismatch",
+]
+Severity = Literal["info", "warning", "critical"]
+ReviewStatus = Literal["draft", "approved", "rejected"]
+
+
+class ModelInfo(ContractModel):
+    name: str = Field(description="Model or component name (registered name where there is a registry).")
+    version: str = Field(description="Version string.")
+    weights_sha256: str | None = Field(default=None, description="SHA-256 of the weights file, if any.")
+
+
+class Provenance(ContractModel):
+    models: list[ModelInfo] = Field(description="Every model and knowledge source that produced this report.")
+    code_version: str = Field(description="EvidenceChain package version and git commit, if known.")
+    configuration: dict[str, str | int | float | bool | None] = Field(
+        description="Settings the workflow ran with."
+    )
+    generated_at: dt.datetime = Field(description="UTC time the report was generated.")
+    inputs: list[str] = Field(default_factory=list, description="Case files read, relative to the case folder.")
+
+
+class UnusableModality(ContractModel):
+    modality: Modality = Field(description="Modality that could not be used.")
+    reason: str = Field(description="Why, naming file and field.")
+    file: str | None = Field(default=None, description="Offending file, relative to the case folder.")
+
+
+class Modalities(ContractModel):
+    present: list[Modality] = Field(description="Modalities that contributed evidence.")
+    missing: list[Modality] = Field(description="Modalities with no input in the case bundle.")
+    unusable: list[UnusableModality] = Field(default_factory=list, description="Inputs present but unusable.")
+
+
+class Conclusion(ContractModel):
+    task: Task = Field(description="Clinical question.")
+    label: str = Field(description="Most probable label, or 'insufficient_evidence'.")
+    probability: float = Field(ge=0, le=1, description="Calibrated probability of `label`.")
+    class_probabilities: dict[str, float] = Field(description="Every candidate label -> calibrated probability.")
+    score: float | None = Field(default=None, description="For risk: higher = worse prognosis.")
+    risk_group: str | None = Field(default=None, description="For risk: low / intermediate / high.")
+    confidence: Confidence = Field(description="Confidence after cross-modal checks.")
+    confidence_basis: str = Field(description="Why this confidence: probability band and flags that lowered it.")
+    modalities_used: list[Modality] = Field(description="Modalities the conclusion rests on.")
+    supporting_evidence: list[str] = Field(default_factory=list, description="Evidence ids that support the label.")
+    contradicting_evidence: list[str] = Field(default_factory=list, description="Evidence ids that argue against it.")
+
+    @model_validator(mode="after")
+    def _consistent_probabilities(self) -> "Conclusion":
+        if any(not (0.0 <= p <= 1.0) for p in self.class_probabilities.values()):
+            raise ValueError("class_probabilities must lie in [0, 1]")
+        if self.class_probabilities and not math.isclose(sum(self.class_probabilities.values()), 1.0, abs_tol=1e-3):
+            raise ValueError("class_probabilities must sum to 1")
+        if self.label in self.class_probabilities and not math.isclose(
+            self.class_probabilities[self.label], self.probability, abs_tol=1e-6
+        ):
+            raise ValueError("probability must equal class_probabilities[label]")
+        return self
+
+
+class SpatialEvidence(ContractModel):
+    id: str = Field(description="Evidence id, unique in the report (S1, S2, ...).")
+    unit_level: UnitLevel = Field(description="Spatial unit level (paper Table 2).")
+    unit_id: str = Field(description="Stable id of the spatial unit, e.g. 'T1:enhancing'.")
+    phenotype: Phenotype = Field(description="Imaging phenotype of the unit.")
+    timepoint: str | None = Field(default=None, description="Imaging time point.")
+    volume_ml: float | None = Field(default=None, ge=0, description="Volume in mL from the mask and voxel spacing.")
+    fraction_of_lesion: float | None = Field(default=None, ge=0, le=1, description="Share of the whole lesion volume.")
+    centroid_mm: tuple[float, float, float] | None = Field(default=None, description="Centroid in scanner mm (RAS).")
+    change_ml: float | None = Field(default=None, description="Longitudinal: volume change since the previous time point.")
+    change_percent: float | None = Field(default=None, description="Longitudinal: relative change, percent.")
+    attribution: float | None = Field(default=None, ge=0, le=1, description="Share of imaging-branch attribution.")
+    source: SourceRef = Field(description="Mask file and labels.")
+
+
+class HistologyEvidence(ContractModel):
+    id: str = Field(description="Evidence id, unique in the report (H1, H2, ...).")
+    slide_id: str | None = Field(default=None, description="Slide or feature-file id; None for a findings.json read.")
+    bbox_level0: tuple[int, int, int, int] | None = Field(
+        default=None, description="x, y, width, height of the region, level-0 pixels."
+    )
+    attention: float | None = Field(default=None, ge=0, le=1, description="Attention-MIL weight of the region.")
+    pattern: str = Field(description="Histological pattern: necrosis, microvascular_proliferation, ...")
+    value: str | float | bool | None = Field(default=None, description="Reported value (e.g. Ki-67 percent, grade).")
+    origin: Literal["patch_attention", "pathologist_findings", "pattern_summary"] = Field(
+        description="Model attention, a pathologist's structured read, or a slide-level pattern summary."
+    )
+    linked_spatial_unit: str | None = Field(default=None, description="unit_id of the imaging unit it was sampled from.")
+    source: SourceRef = Field(description="Slide/feature file and patch, or findings.json field.")
+
+
+class MechanismEvidence(ContractModel):
+    id: str = Field(description="Evidence id, unique in the report (M1, M2, ...).")
+    kind: Literal["pathway_activity", "driver_mutation", "copy_number"] = Field(description="Type of mechanism evidence.")
+    pathway_id: str = Field(description="Knowledge-base pathway id, or MUT:/CNV: gene event id.")
+    pathway_name: str = Field(description="Human-readable pathway or event name.")
+    activity: float | None = Field(default=None, description="Single-sample rank score in [-0.5, 0.5], or event value.")
+    direction: Literal["up", "down", "neutral", "altered"] = Field(description="Direction of activity.")
+    driver_genes: list[str] = Field(default_factory=list, description="Genes driving the score.")
+    knowledge_refs: list[str] = Field(default_factory=list, description="Knowledge-base entries retrieved for it.")
+    source: SourceRef = Field(description="Genomics file and genes.")
+
+
+class ConsistencyFlag(ContractModel):
+    id: str = Field(description="Flag id, unique in the report (F1, F2, ...).")
+    kind: FlagKind = Field(description="What kind of problem.")
+    severity: Severity = Field(description="info, warning or critical.")
+    modalities: list[Modality] = Field(description="Modalities involved.")
+    evidence: list[str] = Field(default_factory=list, description="Evidence ids involved.")
+    message: str = Field(description="Plain statement of the problem.")
+    recommended_action: str = Field(description="What to do about it.")
+
+
+class SamplingTarget(ContractModel):
+    rank: int = Field(ge=1, description="1 = sample first.")
+    unit_id: str = Field(description="Spatial unit to sample.")
+    phenotype: Phenotype = Field(description="Its imaging phenotype.")
+    reason: str = Field(description="Why this region.")
+    expected_information_gain: float = Field(ge=0, description="Expected reduction in grade entropy, bits.")
+    evidence: list[str] = Field(default_factory=list, description="Evidence ids behind the choice.")
+
+
+class Uncertainty(ContractModel):
+    level: Confidence = Field(description="Overall confidence of the report.")
+    statement: str = Field(description="Plain statement of what is uncertain and why, naming missing modalities.")
+    missing_modalities: list[Modality] = Field(default_factory=list, description="Modalities that were not available.")
+
+
+class LocalisedText(ContractModel):
+    en: str = Field(description="English.")
+    zh: str = Field(description="Chinese (Simplified).")
+
+
+class Sentence(ContractModel):
+    text: LocalisedText = Field(description="The sentence in each language.")
+    evidence: list[str] = Field(description="Evidence ids the sentence rests on.")
+    grounded: bool = Field(default=True, description="False when the claim could not be traced and is marked.")
+
+
+class NarrativeSection(ContractModel):
+    key: str = Field(description="Section key: summary, spatial, histology, mechanism, consistency, plan, uncertainty.")
+    title: LocalisedText = Field(description="Section title.")
+    sentences: list[Sentence] = Field(description="Sentences in order.")
+
+
+class AuditEntry(ContractModel):
+    time: dt.datetime = Field(description="UTC time.")
+    actor: str = Field(description="Who: 'system' or the reviewer.")
+    action: Literal["drafted", "edited", "approved", "rejected", "commented"] = Field(description="What happened.")
+    detail: str = Field(default="", description="Changed fields or comment.")
+
+
+class Review(ContractModel):
+    status: ReviewStatus = Field(description="draft, approved or rejected.")
+    reviewer: str | None = Field(default=None, description="Reviewer, once reviewed.")
+    audit_trail: list[AuditEntry] = Field(default_factory=list, description="Every review action, oldest first.")
+
+
+class EvidenceChainReport(ContractModel):
+    """The per-case evidence chain a tumour board reads line by line."""
+
+    case_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="Case id from case.json.")
+    schema_version: Literal["1.0.0"] = Field(default=SCHEMA_VERSION, description="Report schema version.")
+    cancer_type: str = Field(description="Cancer type from case.json.")
+    provenance: Provenance = Field(description="What produced this report.")
+    modalities: Modalities = Field(description="Present, missing and unusable modalities.")
+    conclusions: list[Conclusion] = Field(description="One per clinical question answered.")
+    spatial_evidence: list[SpatialEvidence] = Field(default_factory=list, description="Where: imaging units.")
+    histology_evidence: list[HistologyEvidence] = Field(default_factory=list, description="What: tissue evidence.")
+    mechanism_evidence: list[MechanismEvidence] = Field(default_factory=list, description="Why: pathways and drivers.")
+    modality_contributions: dict[str, float] = Field(description="Fusion weight per modality present.")
+    consistency_flags: list[ConsistencyFlag] = Field(default_factory=list, description="Cross-modal checks that failed.")
+    sampling_plan: list[SamplingTarget] = Field(default_factory=list, description="Sub-regions to sample, ranked.")
+    uncertainty: Uncertainty = Field(description="Overall uncertainty statement.")
+    narrative: list[NarrativeSection] = Field(default_factory=list, description="Sentences, each citing evidence ids.")
+    review: Review = Field(description="Review status and audit trail.")
+
+    def evidence_ids(self) -> set[str]:
+        return {
+            e.id for e in [*self.spatial_evidence, *self.histology_evidence, *self.mechanism_evidence]
+        }
+
+    @model_validator(mode="after")
+    def _ids_and_citations(self) -> "EvidenceChainReport":
+        ids = [e.id for e in [*self.spatial_evidence, *self.histology_evidence, *self.mechanism_evidence]]
+        ids += [f.id for f in self.consistency_flags]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate evidence/flag ids: {dupes}")
+        known = set(ids)
+        cited: list[tuple[str, str]] = []
+        for c in self.conclusions:
+            cited += [(f"conclusions[{c.task}]", e) for e in [*c.supporting_evidence, *c.contradicting_evidence]]
+        cited += [(f"consistency_flags[{f.id}]", e) for f in self.consistency_flags for e in f.evidence]
+        cited += [(f"sampling_plan[{t.rank}]", e) for t in self.sampling_plan for e in t.evidence]
+        cited += [(f"narrative[{s.key}]", e) for s in self.narrative for sent in s.sentences for e in sent.evidence]
+        missing = [f"{where} -> {e}" for where, e in cited if e not in known]
+        if missing:
+            raise ValueError(f"cited evidence ids that do not exist: {missing}")
+        units = {s.unit_id for s in self.spatial_evidence}
+        bad_links = [h.id for h in self.histology_evidence if h.linked_spatial_unit and h.linked_spatial_unit not in units]
+        if bad_links:
+            raise ValueError(f"histology evidence linked to unknown spatial units: {bad_links}")
+        ranks = [t.rank for t in self.sampling_plan]
+        if ranks != list(range(1, len(ranks) + 1)):
+            raise ValueError("sampling_plan ranks must be 1..n in order")
+        return self
