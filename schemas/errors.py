@@ -9,5 +9,6 @@ class InputError(ValueError):
     def __init__(self, file: str, field: str, message: str):
         self.file = str(file)
         self.field = field
-        self.message = message
-        super().__init__(f"{self.file}: {field}: {message}")
+        # Library messages can span lines; the contract is one line per error.
+        self.message = " ".join(str(message).split())
+        super().__init__(f"{self.file}: {field}: {self.message}")

@@ -1,0 +1,1 @@
+"""Genomics inputs (TSV readers and checks) and pathway scoring."""

@@ -1,0 +1,1 @@
+"""Imaging inputs (NIfTI per time point) and habitat statistics from the lesion label map."""

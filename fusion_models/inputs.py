@@ -1,0 +1,192 @@
+"""One case folder, loaded and checked: the inputs of the fusion model and of the evidence chain.
+
+Only a bad `case.json` is fatal. Every other broken file becomes an `UnusableModality`
+whose reason names file and field, and that part of the case is left out. The
+per-modality records live beside their loaders and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydantic
+
+from fusion_models.encoders.registry import PatchEncoder
+from fusion_models.genomics.io import GenomicsInput, load_genomics
+from fusion_models.imaging.io import ImagingTimepoint, load_imaging
+from fusion_models.pathology.h5 import SlideFeatures, read_patch_features, relative_name
+from fusion_models.pathology.slides import tile_slide
+from schemas.case import CaseManifest, PathologyFindings
+from schemas.common import MODALITIES, Modality
+from schemas.errors import InputError
+from schemas.report import UnusableModality
+
+MANIFEST_FILE = "case.json"
+PATHOLOGY_DIR = "pathology"
+FINDINGS_FILE = "findings.json"
+SLIDE_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi")
+FEATURES_SUFFIX = ".h5"
+
+__all__ = [
+    "CaseInputs",
+    "GenomicsInput",
+    "ImagingTimepoint",
+    "SlideFeatures",
+    "load_case_inputs",
+    "load_findings",
+    "load_manifest",
+    "load_pathology",
+]
+
+
+@dataclass
+class CaseInputs:
+    """Everything usable in one case folder, plus what could not be used and why."""
+
+    case_dir: Path
+    manifest: CaseManifest
+    imaging: list[ImagingTimepoint]  # oldest first, as manifest.timepoints orders them
+    slides: list[SlideFeatures]
+    findings: PathologyFindings | None
+    genomics: GenomicsInput | None
+    unusable: list[UnusableModality] = field(default_factory=list)
+    files_read: list[str] = field(default_factory=list)
+
+    def present_modalities(self) -> list[Modality]:
+        """Modalities with usable input, in MODALITIES order."""
+        present = {
+            "imaging": bool(self.imaging),
+            "pathology": bool(self.slides) or self.findings is not None,
+            "genomics": self.genomics is not None,
+            "clinical": self.manifest.age_band is not None or self.manifest.sex is not None,
+        }
+        return [m for m in MODALITIES if present[m]]
+
+    def missing_modalities(self) -> list[Modality]:
+        """Modalities with no input at all; those whose files exist but are unusable are not missing."""
+        present = set(self.present_modalities())
+        unusable = {u.modality for u in self.unusable}
+        return [m for m in MODALITIES if m not in present and m not in unusable]
+
+
+def _validation_error(file: str, exc: pydantic.ValidationError) -> InputError:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(root)"
+    return InputError(file, where, first["msg"])
+
+
+def _read_json(path: Path, rel: str) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(rel, "file", "not found") from None
+    except OSError as exc:
+        raise InputError(rel, "file", f"cannot read: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(rel, "json", f"invalid JSON: {exc}") from None
+
+
+def load_manifest(case_dir: Path) -> CaseManifest:
+    """`case.json` validated against CaseManifest; any problem is an InputError naming the field."""
+    data = _read_json(Path(case_dir) / MANIFEST_FILE, MANIFEST_FILE)
+    try:
+        return CaseManifest.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise _validation_error(MANIFEST_FILE, exc) from None
+
+
+def load_findings(case_dir: Path) -> PathologyFindings | None:
+    """`pathology/findings.json`, or None when the case has none."""
+    rel = f"{PATHOLOGY_DIR}/{FINDINGS_FILE}"
+    path = Path(case_dir) / rel
+    if not path.is_file():
+        return None
+    try:
+        return PathologyFindings.model_validate(_read_json(path, rel))
+    except pydantic.ValidationError as exc:
+        raise _validation_error(rel, exc) from None
+
+
+def _embed_slide(path: Path, case_dir: Path, encoder: PatchEncoder, patch_size: int, max_patches: int) -> SlideFeatures:
+    tiles, coords, magnification = tile_slide(path, patch_size=patch_size, max_tiles=max_patches, case_dir=case_dir)
+    rel = relative_name(path, case_dir)
+    if len(tiles) == 0:
+        raise InputError(rel, "slide", f"no {patch_size}-px tile with enough tissue to embed")
+    return SlideFeatures(path.stem, encoder.embed(tiles), coords, patch_size, magnification, encoder.name, rel)
+
+
+def load_pathology(
+    case_dir: Path, *, encoder: PatchEncoder, patch_size: int = 256, max_patches: int = 512
+) -> tuple[list[SlideFeatures], PathologyFindings | None, list[UnusableModality]]:
+    """Patch features per slide (an .h5 wins over re-embedding the slide of the same stem) and findings.
+
+    When a feature file is unusable (e.g. computed with another encoder) and its slide
+    is present, the slide is embedded instead; the feature file is still reported.
+    """
+    case_dir = Path(case_dir)
+    folder = case_dir / PATHOLOGY_DIR
+    unusable: list[UnusableModality] = []
+
+    def record(exc: InputError) -> None:
+        unusable.append(UnusableModality(modality="pathology", reason=str(exc), file=exc.file))
+
+    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    features = {p.stem: p for p in files if p.suffix.lower() == FEATURES_SUFFIX}
+    slides: dict[str, Path] = {}
+    for p in files:
+        if p.suffix.lower() in SLIDE_SUFFIXES:
+            slides.setdefault(p.stem, p)
+    loaded: list[SlideFeatures] = []
+    for stem in sorted(features.keys() | slides.keys()):
+        if stem in features:
+            try:
+                loaded.append(read_patch_features(features[stem], case_dir, encoder.dim, expected_encoder=encoder.name))
+                continue
+            except InputError as exc:
+                record(exc)
+        if stem in slides:
+            try:
+                loaded.append(_embed_slide(slides[stem], case_dir, encoder, patch_size, max_patches))
+            except InputError as exc:
+                record(exc)
+    findings = None
+    try:
+        findings = load_findings(case_dir)
+    except InputError as exc:
+        record(exc)
+    return loaded, findings, unusable
+
+
+def load_case_inputs(
+    case_dir: Path,
+    *,
+    encoder: PatchEncoder,
+    patch_size: int = 256,
+    max_patches: int = 512,
+    known_genes: set[str] | None = None,
+) -> CaseInputs:
+    """Load every modality of a case; only a bad case.json raises (InputError)."""
+    case_dir = Path(case_dir)
+    manifest = load_manifest(case_dir)
+    imaging, imaging_unusable = load_imaging(case_dir, manifest)
+    slides, findings, pathology_unusable = load_pathology(
+        case_dir, encoder=encoder, patch_size=patch_size, max_patches=max_patches
+    )
+    genomics, genomics_unusable = load_genomics(case_dir, known_genes=known_genes)
+    files_read = [MANIFEST_FILE]
+    files_read += [f for t in imaging for f in t.files.values()]
+    files_read += [s.file for s in slides]
+    files_read += [f"{PATHOLOGY_DIR}/{FINDINGS_FILE}"] if findings is not None else []
+    files_read += list(genomics.files.values()) if genomics is not None else []
+    return CaseInputs(
+        case_dir=case_dir,
+        manifest=manifest,
+        imaging=imaging,
+        slides=slides,
+        findings=findings,
+        genomics=genomics,
+        unusable=imaging_unusable + pathology_unusable + genomics_unusable,
+        files_read=files_read,
+    )

@@ -1,0 +1,1 @@
+"""Pathology inputs: whole-slide tiling and CLAM/TRIDENT-style patch-feature files."""

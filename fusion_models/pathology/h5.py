@@ -1,0 +1,163 @@
+"""Patch features in the CLAM / TRIDENT HDF5 layout.
+
+Datasets `features` (N, D) and `coords` (N, 2: level-0 top-left x, y); attributes
+`encoder`, `patch_size` (level-0 px), `magnification` (optional) and `slide_id`
+(optional, defaults to the file stem).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from schemas.errors import InputError
+
+
+@dataclass
+class SlideFeatures:
+    """Patch embeddings of one slide."""
+
+    slide_id: str
+    features: np.ndarray  # (N, D) float32
+    coords: np.ndarray  # (N, 2) int64 level-0 top-left x, y
+    patch_size_level0: int
+    magnification: float | None
+    encoder: str
+    file: str  # relative path of the .h5 or slide it came from
+
+
+def relative_name(path: Path, case_dir: Path | None) -> str:
+    """Path as an error message should name it: relative to the case folder when inside it."""
+    path = Path(path)
+    if case_dir is not None:
+        try:
+            return path.resolve().relative_to(Path(case_dir).resolve()).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()
+
+
+def write_patch_features(
+    path: Path,
+    slide_id: str,
+    features: np.ndarray,
+    coords: np.ndarray,
+    *,
+    encoder: str,
+    patch_size: int,
+    magnification: float | None,
+) -> None:
+    """Write atomically (temp file in the same folder, then rename) so a reader never sees half a file."""
+    features = np.asarray(features, dtype=np.float32)
+    coords = np.asarray(coords, dtype=np.int64)
+    if features.ndim != 2 or coords.shape != (len(features), 2):
+        raise ValueError(f"features must be (N, D) and coords (N, 2); got {features.shape} and {coords.shape}")
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as h5:
+            h5.create_dataset("features", data=features)
+            h5.create_dataset("coords", data=coords)
+            h5.attrs["encoder"] = encoder
+            h5.attrs["patch_size"] = int(patch_size)
+            h5.attrs["slide_id"] = slide_id
+            if magnification is not None:
+                h5.attrs["magnification"] = float(magnification)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_patch_features(
+    path: Path,
+    case_dir: Path | None,
+    expected_dim: int | None,
+    *,
+    expected_encoder: str | None = None,
+) -> SlideFeatures:
+    """Read and check one feature file; every problem is an InputError naming the dataset or attribute.
+
+    `expected_encoder` (the encoder the model consumes) names the encoder in the
+    size-mismatch message and rejects files written by another encoder: features of
+    two encoders are not interchangeable even when their sizes agree.
+    """
+    rel = relative_name(path, case_dir)
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as exc:
+        raise InputError(rel, "hdf5", f"cannot read HDF5: {exc}") from None
+    with h5:
+        features = _dataset(h5, rel, "features", np.float32)
+        coords = _dataset(h5, rel, "coords", np.int64)
+        attrs = dict(h5.attrs)
+    if features.ndim != 2 or len(features) == 0:
+        raise InputError(rel, "features", f"expected a non-empty (N, D) matrix, got shape {features.shape}")
+    if not np.isfinite(features).all():
+        bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        raise InputError(rel, "features", f"non-finite values in {len(bad)} rows, first row {bad[0]}")
+    if coords.shape != (len(features), 2):
+        raise InputError(rel, "coords", f"expected shape ({len(features)}, 2) to match features, got {coords.shape}")
+    encoder = _text_attr(attrs, rel, "encoder")
+    if expected_encoder is not None and encoder != expected_encoder:
+        raise InputError(
+            rel, "attrs.encoder", f"features come from encoder {encoder!r}, the model expects {expected_encoder!r}"
+        )
+    if expected_dim is not None and features.shape[1] != expected_dim:
+        who = f"encoder {expected_encoder!r}" if expected_encoder else "the encoder"
+        raise InputError(rel, "features", f"feature size {features.shape[1]} does not match {who} ({expected_dim})")
+    return SlideFeatures(
+        slide_id=_text_attr(attrs, rel, "slide_id") if "slide_id" in attrs else Path(path).stem,
+        features=features,
+        coords=coords,
+        patch_size_level0=_patch_size(attrs, rel),
+        magnification=_positive_attr(attrs, rel, "magnification"),
+        encoder=encoder,
+        file=rel,
+    )
+
+
+def _dataset(h5: h5py.File, rel: str, name: str, dtype: type) -> np.ndarray:
+    item = h5.get(name)
+    if not isinstance(item, h5py.Dataset):
+        raise InputError(rel, name, "dataset missing")
+    try:
+        return np.asarray(item[()], dtype=dtype)
+    except (TypeError, ValueError, OSError) as exc:
+        raise InputError(rel, name, f"cannot read as {np.dtype(dtype).name}: {exc}") from None
+
+
+def _text_attr(attrs: dict, rel: str, name: str) -> str:
+    value = attrs.get(name)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if not isinstance(value, str) or not value:
+        raise InputError(rel, f"attrs.{name}", "missing or not a non-empty string")
+    return value
+
+
+def _positive_attr(attrs: dict, rel: str, name: str) -> float | None:
+    if name not in attrs:
+        return None
+    value = attrs[name]
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number) or number <= 0:
+        raise InputError(rel, f"attrs.{name}", f"expected a positive number, got {value!r}")
+    return number
+
+
+def _patch_size(attrs: dict, rel: str) -> int:
+    value = _positive_attr(attrs, rel, "patch_size")
+    if value is None or not value.is_integer():
+        got = attrs.get("patch_size")
+        raise InputError(rel, "attrs.patch_size", f"expected a positive integer (level-0 px), got {got!r}")
+    return int(value)
