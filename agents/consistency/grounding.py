@@ -1,0 +1,100 @@
+"""Numbers in claims: how they are written, and whether each one traces to cited evidence.
+
+Every number the report writes goes through `fmt`, and `sentence_is_grounded` re-applies
+the same rounding to the cited values, so a correctly quoted value always matches and an
+invented one never does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from pydantic import BaseModel
+
+from schemas.report import EvidenceChainReport
+
+# Decimals per kind of quantity: one writing convention for every language and template.
+PROBABILITY_DECIMALS = 2
+VOLUME_DECIMALS = 1
+PERCENT_DECIMALS = 0
+ACTIVITY_DECIMALS = 2
+BITS_DECIMALS = 2
+MM_DECIMALS = 0
+ATTENTION_DECIMALS = 2
+VAF_DECIMALS = 2
+GISTIC_DECIMALS = 0
+
+DEFAULT_TOLERANCE = 1e-9
+
+# A quantity stands alone: digits glued to letters, ids or paths (IDH1, S2, T0:enhancing,
+# GO:0001666, 1p/19q, CNS5) are names, not numbers. Only ASCII counts as glue, so a number
+# next to a Chinese character is still read.
+_NUMBER = re.compile(r"(?<![A-Za-z0-9_.:/\-−])([-−]?)(\d+(?:\.\d+)?)(?![A-Za-z0-9_/]|\.\d)")
+
+
+def fmt(value: float, decimals: int, signed: bool = False) -> str:
+    """Write a number with fixed decimals; never '-0.0'."""
+    text = f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+    if float(text) == 0.0:
+        text = f"{0.0:.{decimals}f}"
+    return text
+
+
+def fmt_percent(fraction: float) -> str:
+    return f"{fmt(100.0 * fraction, PERCENT_DECIMALS)}%"
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every stand-alone number in `text`, signed, in order of appearance."""
+    return [
+        -float(digits) if sign else float(digits) for sign, digits in _NUMBER.findall(text)
+    ]
+
+
+def _decimals(number_text: str) -> int:
+    return len(number_text.split(".")[1]) if "." in number_text else 0
+
+
+def sentence_is_grounded(
+    sentence_en: str, cited_evidence_values: Sequence[float], tol: float = DEFAULT_TOLERANCE
+) -> bool:
+    """True when every number in the sentence equals a cited value rounded as the sentence writes it."""
+    for sign, digits in _NUMBER.findall(sentence_en):
+        written = -float(digits) if sign else float(digits)
+        d = _decimals(digits)
+        if not any(abs(float(fmt(v, d)) - written) <= tol for v in cited_evidence_values):
+            return False
+    return True
+
+
+def values_of(*items: BaseModel) -> list[float]:
+    """Every number an item states: numeric fields (a fraction also as percent) and numbers in its text."""
+    out: list[float] = []
+    for item in items:
+        _collect(item.model_dump(), out)
+    return out
+
+
+def _collect(value: object, out: list[float]) -> None:
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, (int, float)):
+        out.append(float(value))
+        if 0.0 <= value <= 1.0:
+            out.append(100.0 * value)
+    elif isinstance(value, str):
+        out.extend(numbers_in(value))
+    elif isinstance(value, dict):
+        for v in value.values():
+            _collect(v, out)
+    elif isinstance(value, Iterable):
+        for v in value:
+            _collect(v, out)
+
+
+def cited_values(report: EvidenceChainReport, ids: Iterable[str]) -> list[float]:
+    """Numbers stated by the evidence items and flags with these ids."""
+    wanted = set(ids)
+    items = [*report.spatial_evidence, *report.histology_evidence, *report.mechanism_evidence, *report.consistency_flags]
+    return values_of(*(item for item in items if item.id in wanted))
