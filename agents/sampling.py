@@ -55,7 +55,7 @@ def entropy_bits(distribution: Mapping[str, float]) -> float:
     values = list(distribution.values())
     if not values or any(p < 0 for p in values) or not math.isclose(sum(values), 1.0, abs_tol=_PROBABILITY_SUM_TOLERANCE):
         raise ValueError(f"not a probability distribution: {dict(distribution)}")
-    return -sum(p * math.log2(p) for p in values if p > 0)
+    return max(0.0, -sum(p * math.log2(p) for p in values if p > 0))  # no "-0.0" for a certain prior
 
 
 def expected_information_gain(prior: Mapping[str, float], yield_: float) -> float:
@@ -101,7 +101,7 @@ def sampling_plan(
     grade_probabilities: Mapping[str, float],
     findings: PathologyFindings | None,
 ) -> list[SamplingTarget]:
-    """Candidate sub-regions ranked by expected information gain on grade (ties: larger unit first)."""
+    """Candidate sub-regions ranked by expected information gain on grade (ties: higher yield, then larger unit)."""
     units = candidate_units(spatial_evidence)
     if not units or not grade_probabilities:
         return []
@@ -114,7 +114,8 @@ def sampling_plan(
         if discordant:
             notes.append(Phrase("sampling.note_discordant", {"weight": fmt(DISCORDANT_UNIFORM_WEIGHT, 1)}))
         scored.append((expected_information_gain(prior, value), value, notes, unit))
-    scored.sort(key=lambda t: (-t[0], -(t[3].volume_ml or 0.0), t[3].unit_id))
+    # With a certain prior every gain is 0; the region most likely to be diagnostic still goes first.
+    scored.sort(key=lambda t: (-t[0], -t[1], -(t[3].volume_ml or 0.0), t[3].unit_id))
     return [
         SamplingTarget(
             rank=rank,
