@@ -1,0 +1,490 @@
+"""Pull diagnosis, grade and molecular findings out of free-text pathology reports.
+
+Works on noisy OCR English (TCGA scans) and on Chinese. Every mention carries a
+certainty, decided NegEx-style: trigger phrases before or after the mention, in
+the same clause and within a few tokens. Pure functions; no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+Certainty = Literal["affirmed", "negated", "uncertain"]
+
+GRADES = ("G1", "G2", "G3", "G4")
+SUBTYPES = ("IDHwt", "IDHmut-codel", "IDHmut-non-codel")
+
+WINDOW_BEFORE = 6  # tokens between a pre-trigger and the mention (NegEx uses 5-6)
+WINDOW_AFTER = 5
+WINDOW_NON_FINDING = 12
+_FLAGS = re.IGNORECASE
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """One way a field is written. `value` is a label or a function of the match."""
+
+    regex: re.Pattern[str]
+    value: str | Callable[[re.Match[str]], str | None]
+    # 0 = the text states the field; higher = inferred from another term (glioblastoma -> G4).
+    priority: int = 0
+    # Bare test names ("IDH1 R132H") say nothing until a result word stands next to them.
+    needs_polarity: bool = False
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    patterns: tuple[Pattern, ...]
+    # Binary fields: "not X" states the other value.
+    opposite: dict[str, str] = field(default_factory=dict)
+    # Values from mildest to worst: the worst stated anywhere wins, as a tumour is graded by
+    # its most malignant part and a finding seen in any part of the specimen is present.
+    order: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Mention:
+    field: str
+    value: str
+    certainty: Certainty
+    start: int
+    priority: int
+    sentence: str
+
+
+@dataclass(frozen=True)
+class FieldValue:
+    """The field as the text states it, with the sentence a person can check it against."""
+
+    field: str
+    value: str
+    certainty: Certainty
+    evidence: str
+    opposite: str | None = None  # binary fields: the value a negation states
+
+    def stated(self) -> str | None:
+        """The value to compare: the negation of a binary finding names its opposite; hedges state nothing."""
+        if self.certainty == "affirmed":
+            return self.value
+        if self.certainty == "negated" and self.opposite is not None:
+            return self.opposite
+        return None
+
+
+def _p(
+    regex: str, value: str | Callable[[re.Match[str]], str | None], priority: int = 0, needs_polarity: bool = False
+) -> Pattern:
+    return Pattern(re.compile(regex, _FLAGS), value, priority, needs_polarity)
+
+
+# --- numerals -------------------------------------------------------------------------
+_ROMAN = {"I": 1, "II": 2, "III": 3, "IV": 4}
+_CJK_DIGITS = {"一": 1, "二": 2, "三": 3, "四": 4}
+# OCR reads the roman I as l, 1, | or !; only inside a roman token are they taken as I.
+_OCR_I = str.maketrans({"l": "I", "L": "I", "1": "I", "|": "I", "!": "I", "i": "I", "t": "I", "v": "V", " ": None})
+
+
+def numeral_value(token: str) -> int | None:
+    """1-4 from an arabic, roman (OCR-noisy) or Chinese numeral; None if it is none of those."""
+    token = token.strip()
+    if token.replace(" ", "").isdigit():
+        token = token.replace(" ", "")
+    if token in _CJK_DIGITS:
+        return _CJK_DIGITS[token]
+    if token.isdigit():
+        value = int(token)
+        if 1 <= value <= 4:
+            return value
+    return _ROMAN.get(token.translate(_OCR_I).upper())
+
+
+def _grade_from_match(m: re.Match[str]) -> str | None:
+    value = numeral_value(m.group("num"))
+    return None if value is None else f"G{value}"
+
+
+# --- vocabularies ---------------------------------------------------------------------
+def _any(*alternatives: str) -> str:
+    return "(?:" + "|".join(alternatives) + ")"
+
+
+_NUM = r"(?P<num>(?:[IVl1|!](?:\s?[IVl1|!]){0,3}|(?-i:It))(?=WHO|[^A-Za-z]|$)|[1-4](?![0-9]|\.[0-9])|[一二三四])"
+_GBM = r"gl[i1l]o-?\s?b[l1i]ast[o0]m\w*|gliosarcoma|\bGBM\b|胶质母细胞瘤|胶质肉瘤"
+_OLIGOASTRO = r"oligo-?\s?astro\w*|mixed\s+(?:oligoastrocytic\s+)?glioma|少突-?星形细胞瘤|混合性胶质瘤"
+_OLIGO = r"oligodendr[o0]-?\s?gli[o0](?:ma|rna)s?\b|少突胶质细胞瘤"
+_ASTRO = r"(?<![a-z])astroc\w{1,5}mas?\b|星形细胞瘤"
+_ANAPLASTIC = r"anaplastic\s+(?:" + "|".join((_OLIGOASTRO, _OLIGO, _ASTRO)) + r")|间变性[\u4e00-\u9fff]{1,8}?瘤"
+_LOW_GRADE = (
+    r"low[\s-]+(?:histological\s+)?grade\s+(?:glioma|glial|"
+    + "|".join((_OLIGOASTRO, _OLIGO, _ASTRO))
+    + r")|diffuse\s+astrocytoma|低级别胶质瘤"
+)
+# Case-sensitive gene number: OCR writes IDH1 as IDHI or IDHl, but "IDH is" is not IDH1.
+_IDH = r"IDH[-\s]?(?-i:[12Il])?(?:\s*/\s*IDH?[12])?"
+_R132H = r"(?:[\s-]*\(?\s*R132H?\s*\)?)?"
+_IDH_GAP = r"[\s:-]*(?:(?:gene|status|point)\s*)?[\s:-]*(?:(?:is|was)\s+)?"
+_P19 = r"(?:chromosomes?\s+|chromosomal\s+arms?\s+)?[1lI]\s?p\s*(?:/|and|or|&|-)?\s*19\s?q"
+# "IDH1 mutation testing" names a test, not a result.
+_NOT_TEST_NAME = r"(?!\s*(?:testing|tests?|analysis|assay|detection|studies|study|status|检测))"
+# "an oligodendroglioma component" describes part of the tumour, not the diagnosis.
+_NOT_DIAGNOSIS = r"(?!\s*(?:component|differentiation|phenotype|features|-like|like))"
+_DELETED = r"co-?\s?deleti\w*|co-?\s?deleted|codel\w*|deleti\w*|deleted|loss|LOH|co-?loss"
+_INTACT = r"intact|retained|non-?\s?co-?deleted"
+_ARM_DELETION = r"(?:deletion|loss|LOH)\s+of\s+(?:chromosome\s+)?{arm}"
+_MGMT = r"MGMT\s*(?:gene\s*)?(?:promoter\s*)?[:-]?\s*(?:(?:is|was)\s+)?"
+_METH = r"(?<![a-z])(?:hyper)?methylated"
+_UNMETH = r"(?:un|non-?)methylated"
+
+FIELD_SPECS: dict[str, FieldSpec] = {
+    spec.name: spec
+    for spec in (
+        FieldSpec(
+            "histology",
+            (
+                _p(f"(?:{_GBM}){_NOT_DIAGNOSIS}", "glioblastoma"),
+                _p(f"(?:{_OLIGOASTRO}){_NOT_DIAGNOSIS}", "oligoastrocytoma"),
+                _p(f"(?:{_OLIGO}){_NOT_DIAGNOSIS}", "oligodendroglioma"),
+                _p(f"(?:{_ASTRO}){_NOT_DIAGNOSIS}", "astrocytoma"),
+            ),
+        ),
+        FieldSpec(
+            "grade",
+            (
+                _p(r"(?:(?:(?<![a-z])|(?<=WHO))grade|\bWHO(?:\s*分级)?|分级)\s*[:(]?\s*G?" + _NUM, _grade_from_match),
+                _p(r"(?:WHO\s*)?" + _NUM + r"\s*级", _grade_from_match),
+                _p(_GBM, "G4", priority=1),
+                _p(_ANAPLASTIC, "G3", priority=1),
+                _p(_LOW_GRADE, "G2", priority=2),
+            ),
+            order=GRADES,
+        ),
+        FieldSpec(
+            "idh",
+            (
+                _p(_IDH + _R132H + _IDH_GAP + r"(?:wild[\s-]?type|wt\b|野生型|未突变|无突变)", "wildtype"),
+                _p(r"wild[\s-]?type\s+(?:for\s+)?" + _IDH, "wildtype"),
+                _p(_IDH + _R132H + _IDH_GAP + r"(?:mutant|mutations?|mutated|mut\b|突变)" + _NOT_TEST_NAME, "mutant"),
+                _p(r"(?:R132H\s+)?mutant\s+IDH|mutations?\s+(?:in|of)\s+(?:the\s+)?" + _IDH, "mutant"),
+                _p(_IDH + _R132H, "mutant", needs_polarity=True),
+            ),
+            opposite={"mutant": "wildtype", "wildtype": "mutant"},
+        ),
+        FieldSpec(
+            "codeletion_1p19q",
+            (
+                _p(_P19 + r"[\s-]*" + _any(_DELETED, "联合缺失", "共缺失", "缺失"), "codeleted"),
+                _p(_any(_DELETED) + r"\s+(?:of|for|at|on)\s+(?:both\s+)?" + _P19, "codeleted"),
+                _p(r"(?<![a-z-])codel(?:eted|etion)?\b", "codeleted"),
+                _p(
+                    _ARM_DELETION.format(arm=r"[1lI]\s?p\b") + r".{0,40}?" + _ARM_DELETION.format(arm=r"19\s?q"),
+                    "codeleted",
+                ),
+                _p(_P19 + r"[\s-]*(?:(?:is|are)\s+)?" + _any(_INTACT, "未缺失", "无缺失", "完整"), "intact"),
+                _p(r"non-?\s?co-?del\w*", "intact"),
+            ),
+            opposite={"codeleted": "intact", "intact": "codeleted"},
+        ),
+        FieldSpec(
+            "mgmt",
+            (
+                _p(
+                    _any(_UNMETH + r"\s+MGMT", _MGMT + _UNMETH, r"MGMT\s*(?:启动子)?\s*(?:未|非|无)甲基化"),
+                    "unmethylated",
+                ),
+                _p(
+                    _any(_METH + r"\s+MGMT", _MGMT + _METH, r"MGMT\s*(?:启动子)?\s*甲基化(?!检测|状态|分析)"),
+                    "methylated",
+                ),
+                _p(
+                    _any(
+                        r"MGMT\s*(?:gene\s*)?(?:promoter\s*)?(?:hyper)?methylation(?:\s+status)?",
+                        r"(?:hyper)?methylation\s+of\s+(?:the\s+)?MGMT(?:\s+(?:gene|promoter))*",
+                        r"MGMT\s*(?:启动子)?\s*甲基化(?:检测|状态|分析)",
+                    ),
+                    "methylated",
+                    needs_polarity=True,
+                ),
+            ),
+            opposite={"methylated": "unmethylated", "unmethylated": "methylated"},
+        ),
+        FieldSpec(
+            "necrosis",
+            (_p(r"necros[ie]s|necrotic|pseudo-?\s?palisad\w*|坏死", "present"),),
+            opposite={"present": "absent"},
+            order=("absent", "present"),
+        ),
+        FieldSpec(
+            "microvascular_proliferation",
+            (
+                _p(
+                    r"(?:micro-?\s?)?vascular[\s_]+(?:cellular\s+|endothelial\s+)?(?:proliferation|hyperplasia)"
+                    r"|endothelial\s+(?:cell\s+)?(?:proliferation|hyperplasia)|glomeruloid\s+(?:vessels?|vascular\w*|tufts?)"
+                    r"|(?:微)?血管(?:内皮)?(?:细胞)?(?:增生|增殖)",
+                    "present",
+                ),
+            ),
+            opposite={"present": "absent"},
+            order=("absent", "present"),
+        ),
+    )
+}
+FIELDS: tuple[str, ...] = tuple(FIELD_SPECS)
+
+# --- context triggers -----------------------------------------------------------------
+_PRE_NEGATION = re.compile(
+    _any(
+        r"\b(?:no|not|without|neither|nor|negative\s+for|free\s+of|lack(?:s|ing)?(?:\s+of)?|absence\s+of|devoid\s+of)\b",
+        r"\bruled\s+out\b|\bfail(?:s|ed)?\s+to\s+(?:detect|show|demonstrate|reveal)\b",
+        "未见|未发现|未检出|无|没有|不伴",
+    ),
+    _FLAGS,
+)
+_POST_NEGATION = re.compile(
+    _any(
+        r"\b(?:(?:is|are|was|were)\s+)?(?:negative(?!\s+for)|absent)\b",
+        r"\b(?:(?:is|are|was|were)\s+)?not\s+(?:seen|identified|present|detected|found|observed|evident|appreciated)\b",
+        r"\(\s*-\s*\)|阴性|未检出|未见|缺如",
+    ),
+    _FLAGS,
+)
+_PRE_UNCERTAIN = re.compile(
+    _any(
+        r"\b(?:can\s?not|could\s+not)\s+(?:be\s+)?(?:exclude[ds]?|rule[ds]?\s+out)\b",
+        r"\bsuspicious\s+(?:for|of)\b|\bsuspect(?:ed)?\b|\bpossibl[ey]\b|\bprobabl[ey]\b|\b(?:may|might|could)\b|\blikely\b",
+        r"\bfavou?r(?:ed|s)?\b|\bconsider(?:ed)?\b|\be\.g\.|\brule\s+out\b|\br/o\b|\bsuggestive\s+of\b|\bquestionable\b",
+        r"\bversus\b|\bconcerning\s+for\b|\b(?:transition|transformation|progression|evolving)\s+(?:to|into|towards?)\b",
+        "不除外|不能排除|无法排除|可能|疑似|疑为|考虑|倾向|待排|可疑",
+    ),
+    _FLAGS,
+)
+_POST_UNCERTAIN = re.compile(
+    _any(
+        r"\b(?:can\s?not|could\s+not)\s+be\s+(?:\w+\s+)?(?:excluded|ruled\s+out)\b|\bnot\s+excluded\b|\bcannot\s+be\s+made\b",
+        r"\b(?:is|are)\s+(?:possible|suspected|favou?red|likely|questionable)\b",
+        "不除外|不能排除|无法排除|可能|待排|可疑",
+    ),
+    _FLAGS,
+)
+# These reach over the whole clause that follows them.
+_CLAUSE_NEGATION = re.compile(
+    r"\b(?:inadequate|insufficient)\s+to\b|\benough\s+to\s+(?:classify|call|diagnose)\b|\bfalls?\s+short\s+of\b"
+    r"|\bdoes\s+not\s+meet\b|不足以",
+    _FLAGS,
+)
+_CLAUSE_UNCERTAIN = re.compile(r"\bdifferential\s+diagnos[ie]s\b|\bif\b|\bwould\b|鉴别诊断|如果", _FLAGS)
+_POSITIVE = re.compile(
+    r"\bpositiv\w*|\(\s*\+\s*\)|\bdetected\b|\bimmunoreactiv\w*|\bexpress(?:ed|es|ion)\b|阳性",
+    _FLAGS,
+)
+# A mention near one of these is not a finding about this patient: assay descriptions,
+# literature, pending tests. TCGA reports carry this boilerplate, often in run-on OCR lines.
+_NON_FINDING = re.compile(
+    _any(
+        r"test\s+description|(?:patients|tumou?rs|gliomas|oligodendrogliomas)\s+(?:with|lacking|containing|harbou?ring)",
+        r"(?:has|have)\s+(?:been\s+)?(?:shown|reported|observed)|\b(?:retrospective|previous|published)\s+studies\b",
+        r"further\s+(?:genetic\s+|molecular\s+)?testing|(?:has|have|was|were)\s+(?:been\s+)?ordered|\bwill\s+be\b",
+        r"\bpending\b|reported\s+separately|may\s+preclude|is\s+an\s+attractive|models\s+of|analytic\s+sensitivity",
+        r"assessment\s+of|\b(?:commonly|frequently|typical(?:ly)?|often|usually|rarely)\b",
+        "待回报|另行报告",
+    ),
+    _FLAGS,
+)
+_HISTORICAL = re.compile(r"\bhistory\s+of\b|\bprevious(?:ly)?\b|\bprior\b|既往", _FLAGS)
+# Negation and hedging do not reach across these.
+_SCOPE_END = re.compile(
+    r"\b(?:but|however|although|though|except|whereas|while|which|(?:positive|negative)\s+for)\b", _FLAGS
+)
+_TOKEN = re.compile(r"[A-Za-z0-9]+|[\u4e00-\u9fff]")
+# OCR drops the space after a full stop ("IDH1 .P53 is negative").
+_SENTENCE_END = re.compile(r"(?<=[。；！？;!?])|(?<=\.)\s+|(?<=\.)(?=[A-Z])")
+_ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|vs|dr|no|approx|fig|ca|cf)\.|\b[A-Z]\.)$", _FLAGS)
+
+
+def normalise_text(text: str) -> str:
+    """NFKC (full-width and Ⅳ-style numerals to ASCII), Chinese commas as clause breaks, one line."""
+    text = text.replace("，", "；").replace("、", ", ")
+    text = unicodedata.normalize("NFKC", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def sentences(text: str) -> list[tuple[int, str]]:
+    """(offset, sentence) pairs of normalised text; abbreviations such as 'e.g.' do not end one."""
+    out: list[tuple[int, str]] = []
+    start = 0
+    for m in _SENTENCE_END.finditer(text):
+        piece = text[start : m.start()]
+        if not piece.strip() or (piece.rstrip().endswith(".") and _ABBREVIATION.search(piece.rstrip())):
+            continue
+        out.append((start, piece))
+        start = m.end()
+    if text[start:].strip():
+        out.append((start, text[start:]))
+    return out
+
+
+def _tokens(text: str) -> int:
+    return len(_TOKEN.findall(text))
+
+
+def _scope(sentence: str, start: int, end: int) -> tuple[str, str]:
+    """Text of the clause before and after a mention, cut at scope terminators."""
+    before = sentence[:start]
+    cuts = list(_SCOPE_END.finditer(before))
+    if cuts:
+        before = before[cuts[-1].start() :]
+    after = sentence[end:]
+    cut = _SCOPE_END.search(after)
+    if cut:
+        after = after[: cut.start()]
+    return before, after
+
+
+def _near_before(trigger: re.Pattern[str], before: str, window: int = WINDOW_BEFORE) -> bool:
+    return any(_tokens(before[m.end() :]) <= window for m in trigger.finditer(before))
+
+
+def _near_after(trigger: re.Pattern[str], after: str, window: int = WINDOW_AFTER) -> bool:
+    return any(_tokens(after[: m.start()]) <= window for m in trigger.finditer(after))
+
+
+def _certainty(sentence: str, start: int, end: int, needs_polarity: bool) -> Certainty | None:
+    """Certainty of the mention at sentence[start:end]; None when it is not a finding."""
+    if _near_before(_NON_FINDING, sentence[:start], WINDOW_NON_FINDING) or _near_after(
+        _NON_FINDING, sentence[end:], WINDOW_NON_FINDING
+    ):
+        return None
+    before, after = _scope(sentence, start, end)
+    # A comma closes what follows a mention ("MGMT methylated, IDH1 negative"), not what
+    # precedes it: "no necrosis, mitoses or microvascular proliferation" lists under one "no".
+    after_near = after.split(",")[0]
+    if _near_before(_HISTORICAL, before):
+        return None
+    # "cannot exclude" contains a negation word; the hedge is what it means.
+    if _CLAUSE_UNCERTAIN.search(before) or _near_before(_PRE_UNCERTAIN, before) or _near_after(_POST_UNCERTAIN, after):
+        return "uncertain"
+    if (
+        _CLAUSE_NEGATION.search(before)
+        or _near_before(_PRE_NEGATION, before)
+        or _near_after(_POST_NEGATION, after_near)
+    ):
+        return "negated"
+    if needs_polarity and not (_near_before(_POSITIVE, before) or _near_after(_POSITIVE, after)):
+        return None
+    return "affirmed"
+
+
+def _field_mentions(spec: FieldSpec, offset: int, sentence: str) -> list[Mention]:
+    found: list[tuple[int, int, Pattern, str]] = []
+    for pattern in spec.patterns:
+        for m in pattern.regex.finditer(sentence):
+            value = pattern.value(m) if callable(pattern.value) else pattern.value
+            if value is not None:
+                found.append((m.start(), m.end(), pattern, value))
+    # Longest match first; a shorter one inside it ("astrocytoma" in "oligoastrocytoma") is the same words.
+    found.sort(key=lambda f: (f[0] - f[1], f[2].priority))
+    taken: list[tuple[int, int]] = []
+    mentions = []
+    for start, end, pattern, value in found:
+        if any(start < e and s < end for s, e in taken):
+            continue
+        taken.append((start, end))
+        certainty = _certainty(sentence, start, end, pattern.needs_polarity)
+        if certainty is not None:
+            mentions.append(Mention(spec.name, value, certainty, offset + start, pattern.priority, sentence.strip()))
+    return mentions
+
+
+def extract_mentions(text: str) -> list[Mention]:
+    """Every finding the text mentions, in text order, with its certainty."""
+    mentions: list[Mention] = []
+    for offset, sentence in sentences(normalise_text(text)):
+        for spec in FIELD_SPECS.values():
+            mentions += _field_mentions(spec, offset, sentence)
+    return sorted(mentions, key=lambda m: m.start)
+
+
+def resolve(spec: FieldSpec, mentions: list[Mention]) -> FieldValue | None:
+    """One value per field: a stated finding beats a hedge; the stated form beats an inferred one;
+    then the worst value in `spec.order`, then the earliest (reports give the diagnosis first)."""
+    own = [m for m in mentions if m.field == spec.name]
+    if not own:
+        return None
+
+    def stated(m: Mention) -> str | None:
+        if m.certainty == "affirmed":
+            return m.value
+        return spec.opposite.get(m.value) if m.certainty == "negated" else None
+
+    def rank(m: Mention) -> tuple[int, int, int, int]:
+        certainty_rank = 0 if stated(m) is not None else (1 if m.certainty == "negated" else 2)
+        value = stated(m)
+        severity = -spec.order.index(value) if value in spec.order else 0
+        return certainty_rank, m.priority, severity, m.start
+
+    best = min(own, key=rank)
+    return FieldValue(
+        spec.name,
+        best.value,
+        best.certainty,
+        best.sentence,
+        opposite=spec.opposite.get(best.value),
+    )
+
+
+def extract_fields(text: str) -> dict[str, FieldValue]:
+    """Field name -> the value the text states (fields it never mentions are absent)."""
+    mentions = extract_mentions(text)
+    out = {}
+    for name, spec in FIELD_SPECS.items():
+        value = resolve(spec, mentions)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def subtype_from_fields(fields: dict[str, FieldValue]) -> str | None:
+    """WHO 2016 molecular group from stated IDH and 1p/19q; None when IDH is mutant but 1p/19q unstated."""
+    idh = fields["idh"].stated() if "idh" in fields else None
+    codel = fields["codeletion_1p19q"].stated() if "codeletion_1p19q" in fields else None
+    if idh == "wildtype":
+        return "IDHwt"
+    if idh == "mutant" and codel is not None:
+        return "IDHmut-codel" if codel == "codeleted" else "IDHmut-non-codel"
+    return None
+
+
+_GRADE_LABEL = re.compile(
+    r"^\s*(?:WHO\s*)?(?:(?:CNS\s+)?(?:WHO\s+)?grade\s*)?G?\s*(?P<num>[IV]{1,4}|[1-4])\s*级?\s*$", _FLAGS
+)
+_SUBTYPE_LABELS = {re.sub(r"[^a-z]", "", s.lower()): s for s in SUBTYPES}
+
+
+def normalise_grade(label: str | int | None) -> str | None:
+    """'G4', 4, 'IV', 'grade IV', 'WHO 4级' -> 'G4'; anything else -> None."""
+    if label is None:
+        return None
+    m = _GRADE_LABEL.match(unicodedata.normalize("NFKC", str(label)))
+    if not m:
+        return None
+    value = numeral_value(m.group("num"))
+    return None if value is None else f"G{value}"
+
+
+def normalise_subtype(label: str | None) -> str | None:
+    """'IDHwt', 'idh-wt', 'IDHmut_codel', 'IDHmut-non-codel' -> the canonical label; else None."""
+    if label is None:
+        return None
+    key = re.sub(r"[^a-z]", "", label.lower()).replace("wildtype", "wt").replace("mutant", "mut")
+    return _SUBTYPE_LABELS.get(key)
+
+
+# Tasks compared by label, with the function that puts a label into canonical form.
+LABEL_NORMALISERS: dict[str, Callable[[str | None], str | None]] = {
+    "grade": normalise_grade,
+    "molecular_subtype": normalise_subtype,
+}
