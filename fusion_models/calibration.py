@@ -1,0 +1,83 @@
+"""Calibration, pure numpy: temperature scaling (Guo et al. 2017), ECE, Cox risk -> horizon probability."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of `logits / temperature`."""
+    return np.exp(log_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=-1))
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of integer `labels` under `softmax(logits / temperature)`."""
+    logp = log_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=-1)
+    return float(-logp[np.arange(len(labels)), np.asarray(labels)].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
+    """Temperature in `bounds` minimising held-out NLL.
+
+    The NLL is convex in the inverse temperature (the logits scale linearly with it),
+    so a bounded 1-D search finds the global minimum without LBFGS's step tuning.
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    labels = np.asarray(labels)
+    if logits.ndim != 2 or len(logits) != len(labels) or len(labels) == 0:
+        raise ValueError(f"need (N, K) logits and N labels with N > 0, got {logits.shape} and {labels.shape}")
+    def objective(inv_t: float) -> float:
+        return nll(logits * inv_t, labels)
+
+    lo, hi = 1.0 / bounds[1], 1.0 / bounds[0]
+    result = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
+    # Brent stops within xatol of a bound; when the optimum is the bound itself, return it exactly.
+    return float(1.0 / min((result.x, lo, hi), key=objective))
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> float:
+    """Top-label ECE: confidence-weighted gap between accuracy and confidence over equal-width bins.
+
+    Bins are (lo, hi] so that a confidence of exactly 1/n_bins * k lands in bin k-1, as in Guo et al.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        raise ValueError("ECE of an empty set is undefined")
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    inner_edges = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
+    bins = np.searchsorted(inner_edges, confidence, side="left")
+    ece = 0.0
+    for b in np.unique(bins):
+        in_bin = bins == b
+        ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+def breslow_cumulative_hazard(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float) -> float:
+    """Breslow estimate of the baseline cumulative hazard H0(horizon) given Cox linear predictors."""
+    time, event, hazard_ratio = np.asarray(time, float), np.asarray(event, bool), np.exp(np.asarray(risk, float))
+    event_times = np.unique(time[event & (time <= horizon)])
+    return float(sum(((time == t) & event).sum() / hazard_ratio[time >= t].sum() for t in event_times))
+
+
+@dataclass(frozen=True)
+class RiskCalibration:
+    """Turns a Cox linear predictor into an event probability at the horizon and a risk group."""
+
+    horizon_months: float
+    baseline_cumulative_hazard: float
+    cut_points: tuple[float, float]  # training-cohort tertiles of the linear predictor
+    groups: tuple[str, str, str] = ("low", "intermediate", "high")
+
+    def event_probability(self, risk: float) -> float:
+        """P(event by the horizon) = 1 - exp(-H0(horizon) * exp(risk))."""
+        return float(-np.expm1(-self.baseline_cumulative_hazard * np.exp(risk)))
+
+    def group(self, risk: float) -> str:
+        return self.groups[int(np.searchsorted(self.cut_points, risk, side="right"))]

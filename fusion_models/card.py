@@ -1,0 +1,100 @@
+"""The model card written beside a checkpoint (MONAI-bundle-like metadata) and the metrics on it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from lifelines.utils import concordance_index
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+from fusion_models.calibration import expected_calibration_error, nll, softmax
+from fusion_models.model import FusionModelConfig
+from knowledge.sources import write_bytes_atomic
+
+CARD_FORMAT = "evidencechain.model_card/1"
+LIMITATIONS = (
+    "Research use only; not a medical device and not for diagnosis or treatment decisions.",
+    "Held-out metrics come from the split that also chose the stopping epoch and fitted the "
+    "temperatures, so they are optimistic; external validation is required before any use.",
+    "Probabilities are calibrated on the training distribution; a different scanner, stain, "
+    "assay or population shifts them.",
+    "Modality contributions are attention weights: they show what the fusion relied on, not causality.",
+)
+
+
+def macro_auc(probs: np.ndarray, labels: np.ndarray) -> float | None:
+    """Mean one-vs-rest AUC over classes that have both positives and negatives (None if none do)."""
+    aucs = [
+        roc_auc_score(labels == k, probs[:, k])
+        for k in range(probs.shape[1])
+        if 0 < (labels == k).sum() < len(labels)
+    ]
+    return float(np.mean(aucs)) if aucs else None
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict[str, Any]:
+    """Held-out accuracy, macro-F1, macro AUC, NLL and ECE (before and after temperature scaling)."""
+    probs = softmax(logits, temperature)
+    predicted = probs.argmax(axis=1)
+    classes = list(range(logits.shape[1]))
+    return {
+        "n": int(len(labels)),
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "macro_f1": float(f1_score(labels, predicted, labels=classes, average="macro", zero_division=0)),
+        "macro_auc": macro_auc(probs, labels),
+        "nll": nll(logits, labels, temperature),
+        "ece": expected_calibration_error(probs, labels),
+        "ece_uncalibrated": expected_calibration_error(softmax(logits), labels),
+        "temperature": float(temperature),
+    }
+
+
+def survival_metrics(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> dict[str, Any]:
+    """Harrell's C-index of the linear predictor (higher risk should die sooner)."""
+    c_index = concordance_index(time, -risk, event) if event.any() else None
+    return {"n": int(len(risk)), "events": int(event.sum()), "c_index": None if c_index is None else float(c_index)}
+
+
+def model_card(
+    config: FusionModelConfig,
+    *,
+    weights_sha256: str,
+    metrics: dict[str, Any],
+    training: dict[str, Any],
+    knowledge: dict[str, Any],
+) -> dict[str, Any]:
+    """The card as a JSON-ready dict; `training` describes the data and the split."""
+    inputs = config.inputs.model_dump(mode="json", exclude_none=True)
+    return {
+        "format": CARD_FORMAT,
+        "name": config.name,
+        "version": config.version,
+        "description": config.description,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "intended_use": config.intended_use,
+        "licence": config.licence,
+        "inputs": inputs,
+        "outputs": {
+            t.name: {"kind": t.kind, "labels": list(t.labels), "horizon_months": t.horizon_months}
+            for t in config.tasks
+        },
+        "knowledge": knowledge,
+        "training_data": training,
+        "metrics": {"heldout": metrics},
+        "limitations": list(LIMITATIONS),
+        "weights_sha256": weights_sha256,
+    }
+
+
+def card_path(checkpoint: Path) -> Path:
+    return checkpoint.with_suffix(".card.json")
+
+
+def write_card(checkpoint: Path, card: dict[str, Any]) -> Path:
+    path = card_path(checkpoint)
+    write_bytes_atomic(path, (json.dumps(card, indent=2, ensure_ascii=False) + "\n").encode())
+    return path

@@ -1,0 +1,232 @@
+"""The checkpoint format (written by training, read here) and inference: one case -> `FusionOutput`."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fusion_models.calibration import RiskCalibration, softmax
+from fusion_models.features import HABITATS, IMAGING_PHENOTYPE, PatchBag, build_features, collate
+from fusion_models.inputs import CaseInputs
+from fusion_models.model import FusionForward, FusionModel, FusionModelConfig, TaskSpec
+from knowledge.sources import KnowledgeBase
+from schemas.errors import InputError
+from schemas.fusion import FusionOutput, PatchAttention, TaskPrediction
+
+MANIFEST = "case.json"
+CHECKPOINT_FORMAT = "evidencechain.fusion_checkpoint/1"
+
+
+@dataclass
+class LoadedFusionModel:
+    """A trained model with its calibration, ready for `predict`."""
+
+    config: FusionModelConfig
+    model: FusionModel
+    temperatures: dict[str, float]
+    risk: dict[str, RiskCalibration]
+    pathway_ids: dict[str, str]
+    knowledge_sha256: str
+    weights_sha256: str
+    path: Path
+
+
+def checkpoint_bytes(
+    model: FusionModel, temperatures: dict[str, float], risk: dict[str, RiskCalibration], knowledge: dict[str, Any]
+) -> bytes:
+    """Everything inference needs, in types `torch.load(weights_only=True)` accepts."""
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "config": model.config.model_dump_json(),
+        "state_dict": model.state_dict(),
+        "temperatures": temperatures,
+        "risk": {
+            name: {
+                "horizon_months": r.horizon_months,
+                "baseline_cumulative_hazard": r.baseline_cumulative_hazard,
+                "cut_points": list(r.cut_points),
+            }
+            for name, r in risk.items()
+        },
+        "knowledge": knowledge,
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def load_fusion_model(path: Path) -> LoadedFusionModel:
+    """Read a checkpoint written by `train_fusion_model` (tensors and plain types only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), "checkpoint", "file not found; train one with `evchain train`")
+    raw = path.read_bytes()
+    try:
+        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
+        raise InputError(str(path), "checkpoint", f"not a readable checkpoint: {error}") from error
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(str(path), "format", f"expected {CHECKPOINT_FORMAT}")
+    config = FusionModelConfig.model_validate_json(payload["config"])
+    model = FusionModel(config)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    risk = {
+        name: RiskCalibration(
+            horizon_months=r["horizon_months"],
+            baseline_cumulative_hazard=r["baseline_cumulative_hazard"],
+            cut_points=tuple(r["cut_points"]),
+        )
+        for name, r in payload["risk"].items()
+    }
+    return LoadedFusionModel(
+        config=config,
+        model=model,
+        temperatures=dict(payload["temperatures"]),
+        risk=risk,
+        pathway_ids=dict(payload["knowledge"]["pathway_ids"]),
+        knowledge_sha256=payload["knowledge"]["sha256"],
+        weights_sha256=hashlib.sha256(raw).hexdigest(),
+        path=path,
+    )
+
+
+def _check_knowledge(loaded: LoadedFusionModel, kb: KnowledgeBase) -> None:
+    """Pathway scores are only comparable when the same gene set stands for each programme."""
+    for programme, pathway_id in loaded.pathway_ids.items():
+        pathway = kb.by_programme(programme)
+        if (pathway.id if pathway else "") != pathway_id:
+            raise InputError(
+                f"knowledge:{kb.name}", f"programme {programme}",
+                f"model was trained with pathway {pathway_id!r}, this knowledge base has "
+                f"{pathway.id if pathway else 'none'!r}",
+            )
+
+
+def _task_prediction(task: TaskSpec, output: Tensor, loaded: LoadedFusionModel) -> TaskPrediction:
+    if task.kind == "classification":
+        probs = softmax(output.detach().numpy()[None], loaded.temperatures.get(task.name, 1.0))[0]
+        probabilities = dict(zip(task.labels, probs.tolist()))
+        return TaskPrediction(task=task.name, labels=list(task.labels), probabilities=probabilities)
+    calibration = loaded.risk[task.name]
+    score = float(output.detach())
+    p_event = calibration.event_probability(score)
+    return TaskPrediction(
+        task=task.name,
+        labels=list(task.labels),
+        probabilities={task.labels[0]: p_event, task.labels[1]: 1.0 - p_event},
+        score=score,
+        risk_group=calibration.group(score),
+    )
+
+
+def _attribution_target(task: TaskSpec, output: Tensor) -> Tensor:
+    """The scalar the imaging attribution explains: top label's log-probability, or the risk score."""
+    if task.kind == "classification":
+        return torch.log_softmax(output, dim=-1).max()
+    return output.sum()
+
+
+def habitat_attribution(
+    forward: FusionForward, task: TaskSpec, names: list[str], raw: Tensor
+) -> dict[str, float]:
+    """Gradient x input on the standardised imaging vector, |.| summed per habitat, shares summing to 1.
+
+    Shares go to the habitats this lesion has: an absent habitat's features (volume 0)
+    do inform the model, but there is no region to point a clinician or a biopsy at.
+    Whole-lesion features (volume, growth) are shared among the habitats by volume
+    fraction, since the lesion is the sum of its habitats.
+    """
+    standardised = forward.standardised["imaging"]
+    (gradient,) = torch.autograd.grad(_attribution_target(task, forward.outputs[task.name][0]), standardised)
+    contribution = (gradient * standardised).abs()[0].detach().numpy()
+    shares: dict[str, float] = {}
+    for name, value in zip(names, contribution):
+        phenotype = IMAGING_PHENOTYPE[name]
+        shares[phenotype] = shares.get(phenotype, 0.0) + float(value)
+    fractions = {h: float(raw[names.index(f"{h}_fraction")]) for h in HABITATS if f"{h}_fraction" in names}
+    present = {h: f for h, f in fractions.items() if f > 0}
+    if present:
+        lesion_share = shares.pop("lesion", 0.0)
+        total_fraction = sum(present.values())
+        shares = {h: shares.get(h, 0.0) + lesion_share * f / total_fraction for h, f in present.items()}
+    total = sum(shares.values())
+    return {k: v / total for k, v in sorted(shares.items())} if total > 0 else {}
+
+
+def most_attended_patches(
+    forward: FusionForward, bag: PatchBag, patterns: tuple[str, ...], k: int
+) -> list[PatchAttention]:
+    """The k most attended patches of every slide, attention renormalised within the slide."""
+    attention = forward.patch_attention[0, : len(bag)].detach().numpy()
+    pattern_probs = torch.softmax(forward.pattern_logits[0, : len(bag)], dim=-1).detach().numpy()
+    result = []
+    for s, slide in enumerate(bag.slides):
+        rows = np.flatnonzero(bag.slide == s)
+        total = attention[rows].sum()
+        within = attention[rows] / total if total > 0 else np.full(len(rows), 1.0 / max(len(rows), 1))
+        for j in np.argsort(-within, kind="stable")[:k]:
+            i = rows[j]
+            x, y = (int(c) for c in bag.coords[i])
+            result.append(
+                PatchAttention(
+                    slide_id=slide.slide_id,
+                    patch_index=int(bag.row[i]),
+                    coord_level0=(x, y),
+                    patch_size_level0=slide.patch_size_level0,
+                    attention=float(min(within[j], 1.0)),
+                    pattern=patterns[int(pattern_probs[i].argmax())],
+                    pattern_probability=float(pattern_probs[i].max()),
+                )
+            )
+    return result
+
+
+def pattern_fractions(forward: FusionForward, n_patches: int, patterns: tuple[str, ...]) -> dict[str, float]:
+    if n_patches == 0:
+        return {}
+    counts = np.bincount(forward.pattern_logits[0, :n_patches].argmax(-1).numpy(), minlength=len(patterns))
+    return {p: float(c / n_patches) for p, c in zip(patterns, counts)}
+
+
+def predict(loaded: LoadedFusionModel, inputs: CaseInputs, kb: KnowledgeBase, *, top_patches: int = 8) -> FusionOutput:
+    """Calibrated predictions and attributions for one case; `top_patches` per slide."""
+    _check_knowledge(loaded, kb)
+    config = loaded.config
+    tensors = build_features(inputs, kb, config.inputs)
+    present = tensors.present()
+    used = [m for m in loaded.model.modalities if present[m]]
+    if not used:
+        reads = ", ".join(loaded.model.modalities)
+        raise InputError(MANIFEST, "modalities", f"no usable modality (the model reads {reads})")
+    loaded.model.eval()
+    batch = collate([tensors])
+    with torch.enable_grad():  # the imaging attribution needs gradients even when the caller is in no_grad
+        if "imaging" in batch.values:
+            batch.values["imaging"].requires_grad_(True)
+        forward = loaded.model(batch)
+        attribution = {}
+        if "imaging" in used:
+            names = list(config.inputs.imaging.features)
+            attribution = habitat_attribution(forward, config.tasks[0], names, tensors.values["imaging"])
+    weights = forward.modality_weights[0].detach()
+    return FusionOutput(
+        model_name=config.name,
+        model_version=config.version,
+        weights_sha256=loaded.weights_sha256,
+        predictions=[_task_prediction(t, forward.outputs[t.name][0], loaded) for t in config.tasks],
+        modalities_used=used,
+        modality_contributions={m: float(weights[i]) for i, m in enumerate(loaded.model.modalities) if m in used},
+        patch_attention=most_attended_patches(forward, tensors.bag, config.patterns, top_patches),
+        habitat_attribution=attribution,
+        pattern_fractions=pattern_fractions(forward, len(tensors.bag), config.patterns),
+    )
