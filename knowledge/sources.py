@@ -121,6 +121,11 @@ class KnowledgeBase:
         }
 
     @cached_property
+    def symbol_lookup(self) -> frozenset[str]:
+        """The universe upper-cased, as the genomics loader upper-cases expression symbols; built once."""
+        return frozenset(g.upper() for g in self.gene_universe)
+
+    @cached_property
     def sha256(self) -> str:
         """Content hash: keys caches of anything derived from this base (e.g. the FAISS index)."""
         canonical = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
@@ -175,8 +180,7 @@ def parse_knowledge(raw: bytes, file: str) -> KnowledgeBase:
             name=parsed.name,
             version=parsed.version,
             pathways=parsed.pathways,
-            # Upper-cased like the expression index (fusion_models.genomics.io), so lookups need no per-case work.
-            gene_universe=frozenset(g.upper() for g in parsed.gene_universe),
+            gene_universe=frozenset(parsed.gene_universe),
             attribution=parsed.attribution,
         )
     except ValueError as error:

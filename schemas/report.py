@@ -108,7 +108,7 @@ class HistologyEvidence(ContractModel):
     )
     attention: float | None = Field(default=None, ge=0, le=1, description="Attention-MIL weight of the region.")
     pattern: str = Field(description="Histological pattern: necrosis, microvascular_proliferation, ...")
-    value: str | float | bool | None = Field(default=None, description="Reported value (e.g. Ki-67 percent, grade).")
+    value: str | bool | int | float | None = Field(default=None, description="Reported value (e.g. Ki-67 percent, grade).")
     origin: Literal["patch_attention", "pathologist_findings", "pattern_summary"] = Field(
         description="Model attention, a pathologist's structured read, or a slide-level pattern summary."
     )

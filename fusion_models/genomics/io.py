@@ -112,7 +112,7 @@ def by_gene(table: Table, genes: list[str], values: np.ndarray) -> pd.Series:
 
 def split_unknown(expression: pd.Series, known_genes: set[str], rel: str) -> tuple[pd.Series, list[str]]:
     """Drop symbols the knowledge base does not know; a majority of them means the wrong identifiers."""
-    known = expression.index.isin(known_genes)  # the knowledge base upper-cases its universe
+    known = expression.index.isin(known_genes)  # upper-case symbols, see KnowledgeBase.symbol_lookup
     unknown = expression.index[~known].tolist()
     if len(unknown) * 2 > len(expression):
         raise InputError(

@@ -1,0 +1,1 @@
+"""The EvidenceChain workflow: LangGraph nodes, drafting backends, CLI."""

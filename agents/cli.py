@@ -1,0 +1,174 @@
+"""`evchain`: command-line entry point.
+
+Exit codes: 0 success; 2 bad input (the one-line error names file and field);
+1 an internal error. `batch` exits 2 if any case had bad input and 1 if any
+case failed otherwise; the other cases still finish and every case is listed in
+`batch_summary.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from agents.context import DEFAULT_CHECKPOINT, Settings
+from schemas.errors import InputError
+
+DEMO_COHORT = Path("demo_cohort")
+DEMO_OUT = Path("out")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings(
+        checkpoint=args.checkpoint,
+        fusion_model=args.model,
+        lang=getattr(args, "lang", "en"),
+        encoder=args.encoder,
+        encoder_weights=args.encoder_weights,
+        knowledge_source=args.knowledge,
+        drafting_backend=args.drafting,
+    )
+
+
+def _require_checkpoint(settings: Settings) -> None:
+    if not Path(settings.checkpoint).exists():
+        raise InputError(str(settings.checkpoint), "checkpoint",
+                         "no trained fusion model here; run `evchain train` (or `evchain demo`) first")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from agents.runner import run_case
+
+    settings = _settings(args)
+    _require_checkpoint(settings)
+    result = run_case(Path(args.case_dir), Path(args.out), settings)
+    if result.status != "ok":
+        print(f"evchain: error: {result.error}", file=sys.stderr)
+    else:
+        print(f"{result.case_id}: {result.outputs.get('report.json')}")
+    return result.exit_code
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from agents.runner import run_batch
+    from agents.summary import exit_code, print_summary
+
+    settings = _settings(args)
+    _require_checkpoint(settings)
+    results = run_batch(Path(args.cohort_dir), Path(args.out), settings, progress=not args.quiet)
+    print_summary(results, Path(args.out))
+    return exit_code(results)
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from demo.cohort import build_demo_cohort
+
+    ids = build_demo_cohort(Path(args.out), n_cases=args.n_cases, seed=args.seed)
+    print(f"wrote {len(ids)} demo cases to {Path(args.out) / 'cases'}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fusion_models.train import demo_training
+
+    result = demo_training(Path(args.out), n_cases=args.n_cases, epochs=args.epochs, seed=args.seed)
+    print(result.summary())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Build the demo cohort and the demo model when missing, then report every case."""
+    from agents.runner import run_batch
+    from agents.summary import exit_code, print_summary
+    from demo.cohort import build_demo_cohort
+    from fusion_models.train import demo_training
+
+    settings = _settings(args)
+    cohort = Path(args.cohort)
+    if not (cohort / "cases").is_dir():
+        build_demo_cohort(cohort, n_cases=args.n_cases, seed=args.seed)
+    if not Path(settings.checkpoint).exists():
+        print(f"no checkpoint at {settings.checkpoint}: training the demo fusion model", file=sys.stderr)
+        print(demo_training(Path(settings.checkpoint), seed=args.seed).summary(), file=sys.stderr)
+    results = run_batch(cohort, Path(args.out), settings)
+    print_summary(results, Path(args.out))
+    return exit_code(results)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from evals.run import format_table, run_eval
+
+    result = run_eval(Path(args.cohort_dir), Path(args.reports_dir), Path(args.out) if args.out else None)
+    print(format_table(result))
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="fusion model checkpoint")
+    p.add_argument("--model", default="glioma_demo", help="registered fusion model name")
+    p.add_argument("--encoder", default="hed_texture", help="registered patch encoder for raw slides")
+    p.add_argument("--encoder-weights", type=Path, default=None, help="local weights for the patch encoder")
+    p.add_argument("--knowledge", default="bundled", help="registered knowledge source")
+    p.add_argument("--drafting", default="deterministic", help="registered drafting backend")
+    p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of report.html")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evchain", description="Evidence-chain reports for tumour boards.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("report", help="write the report of one case folder")
+    p.add_argument("case_dir")
+    p.add_argument("--out", required=True)
+    _add_run_options(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("batch", help="write reports for every case folder of a cohort")
+    p.add_argument("cohort_dir")
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("demo", help="build the demo cohort and model if missing, then report every demo case")
+    p.add_argument("--cohort", default=str(DEMO_COHORT))
+    p.add_argument("--out", default=str(DEMO_OUT))
+    p.add_argument("--n-cases", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    _add_run_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("demo-data", help="build the deterministic demo cohort")
+    p.add_argument("out")
+    p.add_argument("--n-cases", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("train", help="train the demo fusion model")
+    p.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
+    p.add_argument("--n-cases", type=int, default=300)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="compare reports with reference reports and ground truth")
+    p.add_argument("cohort_dir")
+    p.add_argument("reports_dir")
+    p.add_argument("--out", default=None, help="folder for eval_report.md/.html/.json")
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as err:
+        print(f"evchain: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Settings: the one typed configuration object every node receives.
+
+Nodes read configuration only from here (LangGraph passes it as the runtime
+context), never from environment variables or module globals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_CHECKPOINT = Path("checkpoints/glioma_demo.pt")
+
+
+class Settings(BaseModel):
+    """Everything a run can be configured with; all parts are chosen by registered name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fusion_model: str = Field(default="glioma_demo", description="Registered fusion model name.")
+    checkpoint: Path = Field(default=DEFAULT_CHECKPOINT, description="Fusion model checkpoint file.")
+    encoder: str = Field(default="hed_texture", description="Patch encoder for slides that arrive without features.")
+    encoder_weights: Path | None = Field(default=None, description="Local weights of the patch encoder, if it needs any.")
+    knowledge_source: str = Field(default="bundled", description="Registered pathway knowledge source.")
+    embedder: str = Field(default="minilm", description="Sentence embedder for knowledge retrieval.")
+    drafting_backend: str = Field(default="deterministic", description="Registered drafting backend.")
+    lang: Literal["en", "zh"] = Field(default="en", description="Primary language of report.html.")
+    patch_size: int = Field(default=256, gt=0, description="Slide tiling patch size, level-0 pixels.")
+    max_patches: int = Field(default=512, gt=0, description="Most patches embedded per slide.")
+    top_patches: int = Field(default=4, gt=0, description="Attention patches cited as histology evidence per slide.")
+    knowledge_hits: int = Field(default=3, gt=0, description="Knowledge entries retrieved per active mechanism.")
+    cache_dir: Path = Field(default=Path(".cache/evidencechain"), description="Knowledge index cache.")
+    interactive_review: bool = Field(default=False, description="Pause at human_review for a clinician.")
+
+    def as_provenance(self) -> dict[str, str | int | float | bool | None]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.model_dump().items()}

@@ -1,0 +1,1 @@
+"""Pure builders that turn loaded inputs and fusion output into evidence items."""

@@ -1,0 +1,64 @@
+"""Histology evidence (what): the pathologist's structured read and the model's attended regions."""
+
+from __future__ import annotations
+
+from schemas.case import PathologyFindings
+from schemas.common import SourceRef
+from schemas.fusion import FusionOutput
+from schemas.report import HistologyEvidence, SpatialEvidence
+
+FINDINGS_FILE = "pathology/findings.json"
+FINDING_FIELDS = ("who_grade", "histology", "necrosis", "microvascular_proliferation", "cellularity", "ki67_percent")
+# Pattern fractions below this are noise at the patch counts slides give us.
+MIN_PATTERN_FRACTION = 0.10
+
+
+def sampled_unit(findings: PathologyFindings | None, spatial: list[SpatialEvidence]) -> str | None:
+    """The imaging unit the specimen came from, on the latest time point that has it."""
+    if findings is None or findings.sampled_region in (None, "unknown"):
+        return None
+    units = [s for s in spatial if s.unit_level == "habitat" and s.phenotype == findings.sampled_region]
+    return units[-1].unit_id if units else None
+
+
+def histology_evidence(
+    findings: PathologyFindings | None,
+    fusion: FusionOutput | None,
+    slide_files: dict[str, str],
+    spatial: list[SpatialEvidence],
+) -> list[HistologyEvidence]:
+    linked = sampled_unit(findings, spatial)
+    items: list[dict] = []
+    if findings is not None:
+        for field in FINDING_FIELDS:
+            value = getattr(findings, field)
+            if value is not None:
+                items.append(
+                    dict(pattern=field, value=value, origin="pathologist_findings", linked_spatial_unit=linked,
+                         source=SourceRef(file=FINDINGS_FILE, locator=field))
+                )
+        if findings.sampled_region is not None:
+            items.append(
+                dict(pattern="sampled_region", value=findings.sampled_region, origin="pathologist_findings",
+                     linked_spatial_unit=linked, source=SourceRef(file=FINDINGS_FILE, locator="sampled_region"))
+            )
+    if fusion is not None:
+        for patch in fusion.patch_attention:
+            x, y = patch.coord_level0
+            size = patch.patch_size_level0
+            items.append(
+                dict(slide_id=patch.slide_id, bbox_level0=(x, y, size, size), attention=round(patch.attention, 4),
+                     pattern=patch.pattern, value=round(patch.pattern_probability, 3), origin="patch_attention",
+                     linked_spatial_unit=linked,
+                     source=SourceRef(file=slide_files.get(patch.slide_id, patch.slide_id),
+                                      locator=f"features[{patch.patch_index}]"))
+            )
+        for pattern, fraction in sorted(fusion.pattern_fractions.items(), key=lambda kv: -kv[1]):
+            if fraction >= MIN_PATTERN_FRACTION and pattern != "background":
+                items.append(
+                    dict(pattern=pattern, value=round(fraction, 3), origin="pattern_summary",
+                         linked_spatial_unit=linked,
+                         source=SourceRef(file=", ".join(sorted(set(slide_files.values()))),
+                                          locator="fraction of patches, patch-level pattern head"))
+                )
+    return [HistologyEvidence(id=f"H{i}", **item) for i, item in enumerate(items, start=1)]

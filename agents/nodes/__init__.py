@@ -1,0 +1,1 @@
+"""One module per workflow node; each exposes `node(state, runtime) -> partial update`."""

@@ -1,0 +1,32 @@
+"""consistency_check: cross-modal rules over the draft, confidence after the checks, and the sampling plan.
+
+Runs before any narrative exists, so no sentence can be written about a claim
+these checks would have flagged.
+"""
+
+from __future__ import annotations
+
+from langgraph.runtime import Runtime
+
+from agents.consistency import ConsistencyContext, check_consistency
+from agents.context import Settings
+from agents.sampling import sampling_plan
+from agents.state import CaseState
+
+
+def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
+    draft = state["draft"]
+    findings = state["inputs"].findings
+    result = check_consistency(ConsistencyContext.from_report(draft, findings))
+    grade = next((c for c in result.conclusions if c.task == "grade"), None)
+    plan = sampling_plan(draft.spatial_evidence, grade.class_probabilities, findings) if grade else []
+    report = draft.model_validate(
+        draft.model_dump()
+        | {
+            "consistency_flags": [f.model_dump() for f in result.flags],
+            "conclusions": [c.model_dump() for c in result.conclusions],
+            "uncertainty": result.uncertainty.model_dump(),
+            "sampling_plan": [t.model_dump() for t in plan],
+        }
+    )
+    return {"report": report, "flag_texts": result.flag_texts}

@@ -1,0 +1,51 @@
+"""Expensive components, built once per process and shared by every case of a batch.
+
+Each loader is keyed by the settings fields it depends on, so two runs with
+different settings in one process never share a wrong component.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from agents.context import Settings
+from fusion_models.encoders import create_encoder
+from fusion_models.inference import load_fusion_model
+from knowledge.embedders import create_embedder
+from knowledge.index import KnowledgeIndex
+from knowledge.sources import load_knowledge
+
+
+@lru_cache(maxsize=4)
+def _encoder(name: str, weights: Path | None):
+    return create_encoder(name, weights=weights)
+
+
+@lru_cache(maxsize=4)
+def _fusion_model(checkpoint: Path, mtime_ns: int):
+    # The mtime is part of the key so that a retrained checkpoint is picked up in the same process.
+    return load_fusion_model(checkpoint)
+
+
+@lru_cache(maxsize=4)
+def _index(source: str, embedder: str, cache_dir: Path) -> KnowledgeIndex:
+    kb = load_knowledge(source)
+    return KnowledgeIndex.cached(kb, create_embedder(embedder), cache_dir)
+
+
+def encoder(settings: Settings):
+    return _encoder(settings.encoder, settings.encoder_weights)
+
+
+def fusion_model(settings: Settings):
+    path = Path(settings.checkpoint)
+    return _fusion_model(path, path.stat().st_mtime_ns if path.exists() else 0)
+
+
+def knowledge(settings: Settings):
+    return load_knowledge(settings.knowledge_source)
+
+
+def knowledge_index(settings: Settings) -> KnowledgeIndex:
+    return _index(settings.knowledge_source, settings.embedder, Path(settings.cache_dir))

@@ -1,0 +1,29 @@
+"""The workflow state: what each node reads and the partial update it returns."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from agents.consistency import FlagText
+from fusion_models.inputs import CaseInputs
+from schemas.fusion import FusionOutput
+from schemas.report import EvidenceChainReport, HistologyEvidence, MechanismEvidence, SpatialEvidence
+
+
+class CaseState(TypedDict, total=False):
+    """One case travelling through the graph.
+
+    `case_dir` and `out_dir` come in; every other key is written by exactly one node.
+    """
+
+    case_dir: str
+    out_dir: str
+    inputs: CaseInputs  # load_case
+    fusion: FusionOutput  # fusion
+    spatial_evidence: list[SpatialEvidence]  # vision_analysis
+    histology_evidence: list[HistologyEvidence]  # vision_analysis
+    mechanism_evidence: list[MechanismEvidence]  # retrieval
+    draft: EvidenceChainReport  # drafting
+    report: EvidenceChainReport  # consistency_check, then human_review
+    flag_texts: dict[str, FlagText]  # consistency_check: each flag's text in every language
+    outputs: dict[str, str]  # write_report: kind -> written path

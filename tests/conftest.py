@@ -1,0 +1,44 @@
+"""Shared fixtures: the real demo cohort and a quickly trained demo fusion model, built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Small enough to train in well under a minute on 2 cores, large enough to beat chance clearly.
+TEST_TRAINING_CASES = 160
+TEST_TRAINING_EPOCHS = 25
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data folder {SHARED_DATA} is absent (it ships beside the repository, not in it)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_cohort(tmp_path_factory) -> Path:
+    from demo.cohort import build_demo_cohort
+
+    root = tmp_path_factory.mktemp("demo_cohort")
+    build_demo_cohort(root, n_cases=16, seed=0, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint(tmp_path_factory) -> Path:
+    from fusion_models.train import demo_training
+
+    path = tmp_path_factory.mktemp("model") / "glioma_demo.pt"
+    demo_training(path, n_cases=TEST_TRAINING_CASES, epochs=TEST_TRAINING_EPOCHS, seed=1, progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def settings(demo_checkpoint, tmp_path_factory):
+    from agents.context import Settings
+
+    return Settings(checkpoint=demo_checkpoint, cache_dir=tmp_path_factory.mktemp("cache"))
