@@ -16,6 +16,7 @@ from pathlib import Path
 from jsonschema import Draft202012Validator
 
 from schemas.export import load_schema
+from toolkit.atomic import atomic_write_text
 
 
 @lru_cache(maxsize=1)
@@ -32,18 +33,6 @@ def validate_report(data: dict) -> None:
         first = errors[0]
         path = ".".join(str(p) for p in first.absolute_path) or "<root>"
         raise ValueError(f"report.json: {path}: {first.message} ({len(errors)} schema error(s))")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, data: object) -> None:

@@ -27,8 +27,9 @@ from demo.biology import TumourBiology, sample_biology
 from fusion_models.encoders import PatchEncoder, create_encoder
 from fusion_models.pathology.h5 import write_patch_features
 from fusion_models.pathology.slides import write_pyramidal_tiff
-from knowledge.sources import write_bytes_atomic
 from schemas.case import CaseManifest, PathologyFindings, TimepointSpec
+from toolkit.atomic import atomic_write_bytes
+from toolkit.registry import Registry
 
 MODALITY_SETS = {
     "all": ("imaging", "pathology", "genomics"),
@@ -74,16 +75,14 @@ class Situation:
     whole_slide: bool = False  # pathology as a slide image for the pipeline to tile, not patch features
 
 
-SITUATIONS: dict[str, Situation] = {}
+SITUATIONS: Registry[Situation] = Registry("situation")
 
 
 def register_situation(
     name: str, *, modalities: str = "all", notes: str, timepoints: int = 1, whole_slide: bool = False
 ) -> Callable[[BiologyMaker], BiologyMaker]:
     def decorator(maker: BiologyMaker) -> BiologyMaker:
-        if name in SITUATIONS:
-            raise ValueError(f"situation {name!r} is already registered")
-        SITUATIONS[name] = Situation(name, maker, MODALITY_SETS[modalities], notes, timepoints, whole_slide)
+        SITUATIONS.add(name, Situation(name, maker, MODALITY_SETS[modalities], notes, timepoints, whole_slide))
         return maker
 
     return decorator
@@ -431,5 +430,5 @@ def build_demo_cohort(out_dir: Path, *, n_cases: int = 16, seed: int = 0, progre
         case = simulate_case(case_id, SITUATIONS[situation], variant, seed, (COHORT_STREAM, index + 1))
         write_case(cases_dir, case, encoder)
         truth[case_id] = ground_truth_entry(case)
-    write_bytes_atomic(Path(out_dir) / "ground_truth.json", _json_bytes({"seed": seed, "cases": truth}))
+    atomic_write_bytes(Path(out_dir) / "ground_truth.json", _json_bytes({"seed": seed, "cases": truth}))
     return [case_id for case_id, _, _ in plan]

@@ -19,6 +19,7 @@ from evals.text_fields import LABEL_NORMALISERS, normalise_grade, normalise_subt
 from schemas.errors import InputError
 from schemas.reference import ReferenceReport
 from schemas.report import EvidenceChainReport
+from toolkit.registry import Registry
 
 REFERENCE_FILES = ("reference_report.json", "reference_report.txt", "reference_report.md")
 REPORT_FILE = "report.json"
@@ -135,22 +136,16 @@ def load_report(reports_dir: Path, case_id: str) -> EvidenceChainReport | None:
 
 # --- ground truth ---------------------------------------------------------------------
 GroundTruthLoader = Callable[[Path], dict[str, GroundTruth]]
-_GROUND_TRUTH: dict[str, GroundTruthLoader] = {}
+_GROUND_TRUTH: Registry[GroundTruthLoader] = Registry("ground-truth file")
 
 
 def register_ground_truth(file_name: str) -> Callable[[GroundTruthLoader], GroundTruthLoader]:
     """Register a loader for a ground-truth file of this name beside the cases."""
-
-    def decorator(loader: GroundTruthLoader) -> GroundTruthLoader:
-        if file_name in _GROUND_TRUTH:
-            raise ValueError(f"ground-truth loader for {file_name!r} is already registered")
-        _GROUND_TRUTH[file_name] = loader
-        return loader
-
-    return decorator
+    return _GROUND_TRUTH.register(file_name)
 
 
 def list_ground_truth_files() -> list[str]:
+    """Ground-truth file names in the order `load_ground_truth` tries them."""
     return list(_GROUND_TRUTH)
 
 

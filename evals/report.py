@@ -7,8 +7,6 @@ import base64
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +14,7 @@ from jinja2 import Environment, select_autoescape
 
 from evals.compare import FieldAgreement
 from evals.metrics import ClassificationSummary, Interval, SurvivalSummary
+from toolkit.atomic import atomic_write_text
 
 if TYPE_CHECKING:
     # evals.run imports this module to write the report; the result type is only annotated here.
@@ -341,18 +340,6 @@ def render_html(result: EvalResult, figure_data: dict[str, str]) -> str:
     )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are reports to share
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _finite(value: Any) -> Any:
     """NaN and infinities become null: JSON has no spelling for them."""
     if isinstance(value, float):
@@ -374,7 +361,7 @@ def write_eval_report(result: EvalResult, out_dir: Path) -> dict[str, Path]:
         "html": out_dir / "eval_report.html",
     }
     payload = _finite({**result.to_dict(), "figures": sorted(figure_data)})
-    _write_atomic(paths["json"], json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
-    _write_atomic(paths["md"], render_markdown(result))
-    _write_atomic(paths["html"], render_html(result, figure_data))
+    atomic_write_text(paths["json"], json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
+    atomic_write_text(paths["md"], render_markdown(result))
+    atomic_write_text(paths["html"], render_html(result, figure_data))
     return paths

@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from fusion_models.calibration import expected_calibration_error, nll, softmax
 from fusion_models.model import FusionModelConfig
-from knowledge.sources import write_bytes_atomic
+from toolkit.atomic import atomic_write_text
 
 CARD_FORMAT = "evidencechain.model_card/1"
 LIMITATIONS = (
@@ -96,5 +96,5 @@ def card_path(checkpoint: Path) -> Path:
 
 def write_card(checkpoint: Path, card: dict[str, Any]) -> Path:
     path = card_path(checkpoint)
-    write_bytes_atomic(path, (json.dumps(card, indent=2, ensure_ascii=False) + "\n").encode())
+    atomic_write_text(path, json.dumps(card, indent=2, ensure_ascii=False) + "\n")
     return path

@@ -12,33 +12,25 @@ from typing import Any
 
 from fusion_models.features import ClinicalSpec, GenomicsSpec, ImagingSpec, InputSpec, PathologySpec
 from fusion_models.model import FusionModel, FusionModelConfig, TaskSpec
+from toolkit.registry import Registry
 
 ConfigFunction = Callable[[], FusionModelConfig]
-_REGISTRY: dict[str, ConfigFunction] = {}
+_REGISTRY: Registry[ConfigFunction] = Registry("fusion model", missing=ValueError)
 
 
 def register_fusion_model(name: str) -> Callable[[ConfigFunction], ConfigFunction]:
     """Register a function returning the config of the model called `name`."""
-
-    def decorator(function: ConfigFunction) -> ConfigFunction:
-        if name in _REGISTRY:
-            raise ValueError(f"fusion model {name!r} is already registered")
-        _REGISTRY[name] = function
-        return function
-
-    return decorator
+    return _REGISTRY.register(name)
 
 
 def list_fusion_models() -> list[str]:
     """Registered fusion model names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def fusion_model_config(name: str, **overrides: Any) -> FusionModelConfig:
     """The registered config of `name`, with top-level fields replaced by `overrides` (validated)."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown fusion model {name!r}; registered: {', '.join(list_fusion_models())}")
-    config = _REGISTRY[name]()
+    config = _REGISTRY.get(name)()
     if config.name != name:
         raise ValueError(f"fusion model registered as {name!r} calls itself {config.name!r}")
     return FusionModelConfig.model_validate({**config.model_dump(), **overrides})

@@ -27,8 +27,9 @@ from fusion_models.inference import checkpoint_bytes
 from fusion_models.inputs import CaseInputs
 from fusion_models.model import FusionModel, FusionModelConfig, TaskSpec
 from fusion_models.registry import fusion_model_config
-from knowledge.sources import KnowledgeBase, load_knowledge, write_bytes_atomic
+from knowledge.sources import KnowledgeBase, load_knowledge
 from schemas.errors import InputError
+from toolkit.atomic import atomic_write_bytes
 
 MIN_CASES = 10
 # Fewer labelled held-out cases than this cannot pin a temperature down; keep T = 1.
@@ -352,7 +353,7 @@ def train_fusion_model(
         temperatures, risk, metrics = calibrate(config, model, train, val)
     knowledge = knowledge_record(kb, config)
     payload = checkpoint_bytes(model, temperatures, risk, knowledge)
-    write_bytes_atomic(out, payload)
+    atomic_write_bytes(out, payload)
     training = {
         "description": data_description,
         "n_cases": len(examples),

@@ -31,9 +31,9 @@ from knowledge.sources import (
     Pathway,
     Programme,
     progeny_pathways,
-    write_bytes_atomic,
     write_knowledge_file,
 )
+from toolkit.atomic import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as workdir:
         kb = build_knowledge(fetch_packages(Path(workdir), args.debs))
     write_knowledge_file(kb, args.out)
-    write_bytes_atomic(args.out.with_name("ATTRIBUTION.md"), attribution_markdown(kb, args.out.name).encode())
+    atomic_write_text(args.out.with_name("ATTRIBUTION.md"), attribution_markdown(kb, args.out.name))
     log.info("wrote %s: %d pathways, %d symbols, sha256 %s", args.out, len(kb.pathways), len(kb.gene_universe), kb.sha256)
 
 

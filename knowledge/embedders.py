@@ -9,6 +9,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from toolkit.registry import Registry
+
 
 class Embedder(Protocol):
     name: str
@@ -19,31 +21,22 @@ class Embedder(Protocol):
         ...
 
 
-_EMBEDDERS: dict[str, Callable[..., Embedder]] = {}
+_EMBEDDERS: Registry[Callable[..., Embedder]] = Registry("embedder", missing=ValueError)
 
 
 def register_embedder(name: str) -> Callable[[Callable[..., Embedder]], Callable[..., Embedder]]:
     """Register an embedder factory under `name` for `create_embedder`."""
-
-    def decorator(factory: Callable[..., Embedder]) -> Callable[..., Embedder]:
-        if name in _EMBEDDERS:
-            raise ValueError(f"embedder {name!r} is already registered")
-        _EMBEDDERS[name] = factory
-        return factory
-
-    return decorator
+    return _EMBEDDERS.register(name)
 
 
 def list_embedders() -> list[str]:
     """Registered embedder names."""
-    return sorted(_EMBEDDERS)
+    return _EMBEDDERS.names()
 
 
 def create_embedder(name: str = "minilm", **kw: Any) -> Embedder:
     """The embedder registered as `name`; weights load on first use, not here."""
-    if name not in _EMBEDDERS:
-        raise ValueError(f"unknown embedder {name!r}; registered: {', '.join(list_embedders())}")
-    return _EMBEDDERS[name](**kw)
+    return _EMBEDDERS.get(name)(**kw)
 
 
 @lru_cache(maxsize=2)
@@ -54,6 +47,10 @@ def _load_transformer(model_dir: str) -> tuple[Any, Any]:
     # transformers imports torchvision when installed, which fails beside CPU torch without this.
     ensure_torchvision()
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    # A per-tensor "Loading weights" bar would interleave with the batch progress bar.
+    hf_logging.disable_progress_bar()
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
     model = AutoModel.from_pretrained(model_dir, local_files_only=True).eval()

@@ -13,8 +13,9 @@ import faiss
 import numpy as np
 
 from knowledge.embedders import Embedder
-from knowledge.sources import KnowledgeBase, Pathway, write_bytes_atomic
+from knowledge.sources import KnowledgeBase, Pathway
 from schemas.errors import InputError
+from toolkit.atomic import atomic_write_bytes
 
 DOCUMENT_GENES = 10
 
@@ -73,14 +74,14 @@ class KnowledgeIndex:
     def save(self, cache_dir: Path) -> Path:
         """Write vectors (.npy) then metadata (.json); the .json last marks a complete entry."""
         vectors_path, meta_path = self._paths(cache_dir, self.kb, self.embedder)
-        write_bytes_atomic(vectors_path, _npy_bytes(self.vectors))
+        atomic_write_bytes(vectors_path, _npy_bytes(self.vectors))
         meta = {
             "kb_sha256": self.kb.sha256,
             "embedder": self.embedder.name,
             "dim": self.embedder.dim,
             "pathway_ids": [p.id for p in self.kb.pathways],
         }
-        write_bytes_atomic(meta_path, json.dumps(meta, indent=1).encode())
+        atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
         return meta_path
 
     @classmethod

@@ -5,8 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cached_property, lru_cache
@@ -18,6 +16,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from schemas.errors import InputError
+from toolkit.atomic import atomic_write_bytes
+from toolkit.registry import Registry
 
 Programme = Literal["hypoxia", "angiogenesis", "proliferation", "dna_repair", "emt", "immune"]
 PROGRAMMES: tuple[str, ...] = get_args(Programme)
@@ -143,24 +143,10 @@ class _KnowledgeFile(BaseModel):
     gene_universe: list[str]
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide outputs from other users
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_knowledge_file(kb: KnowledgeBase, path: Path) -> None:
     """Gzip JSON with a zero timestamp, so rebuilding from the same sources gives the same bytes."""
     payload = json.dumps(kb.to_json(), separators=(",", ":")).encode()
-    write_bytes_atomic(path, gzip.compress(payload, mtime=0))
+    atomic_write_bytes(path, gzip.compress(payload, mtime=0))
 
 
 def parse_knowledge(raw: bytes, file: str) -> KnowledgeBase:
@@ -275,31 +261,22 @@ def read_hallmark_gmt(path: Path) -> list[Pathway]:
 
 
 KnowledgeLoader = Callable[..., KnowledgeBase]
-_SOURCES: dict[str, KnowledgeLoader] = {}
+_SOURCES: Registry[KnowledgeLoader] = Registry("knowledge source", missing=ValueError)
 
 
 def register_knowledge_source(name: str) -> Callable[[KnowledgeLoader], KnowledgeLoader]:
     """Register a loader under `name`; `load_knowledge(name, **kw)` calls it with kw."""
-
-    def decorator(loader: KnowledgeLoader) -> KnowledgeLoader:
-        if name in _SOURCES:
-            raise ValueError(f"knowledge source {name!r} is already registered")
-        _SOURCES[name] = loader
-        return loader
-
-    return decorator
+    return _SOURCES.register(name)
 
 
 def list_knowledge_sources() -> list[str]:
     """Registered knowledge source names."""
-    return sorted(_SOURCES)
+    return _SOURCES.names()
 
 
 def load_knowledge(name: str = "bundled", **kw: Any) -> KnowledgeBase:
     """Load (once per process and arguments) the knowledge base registered as `name`."""
-    if name not in _SOURCES:
-        raise ValueError(f"unknown knowledge source {name!r}; registered: {', '.join(list_knowledge_sources())}")
-    return _SOURCES[name](**kw)
+    return _SOURCES.get(name)(**kw)
 
 
 @register_knowledge_source("bundled")

@@ -44,6 +44,7 @@ from schemas.report import (
     Severity,
     SpatialEvidence,
 )
+from toolkit.registry import Registry
 
 ALL_TASKS: tuple[str, ...] = get_args(Task)
 GRADE_TASKS = ("grade", "diagnosis")
@@ -120,17 +121,11 @@ class RaisedFlag:
 
 
 Rule = Callable[[ConsistencyContext], list[FlagDraft]]
-_RULES: dict[str, Rule] = {}
+_RULES: Registry[Rule] = Registry("consistency rule")
 
 
 def register_rule(name: str) -> Callable[[Rule], Rule]:
-    def decorator(rule: Rule) -> Rule:
-        if name in _RULES:
-            raise ValueError(f"consistency rule {name!r} is already registered")
-        _RULES[name] = rule
-        return rule
-
-    return decorator
+    return _RULES.register(name)
 
 
 def list_rules() -> list[str]:
@@ -144,7 +139,7 @@ def run_rules(ctx: ConsistencyContext, names: Sequence[str] | None = None) -> li
     unknown = [n for n in selected if n not in _RULES]
     if unknown:
         raise KeyError(f"unknown consistency rule(s) {unknown}; registered: {', '.join(_RULES)}")
-    drafts = [(name, draft) for name in selected for draft in _RULES[name](ctx)]
+    drafts = [(name, draft) for name in selected for draft in _RULES.get(name)(ctx)]
     return [_raise(f"F{i}", name, draft) for i, (name, draft) in enumerate(drafts, start=1)]
 
 

@@ -9,6 +9,7 @@ from typing import Protocol
 from fusion_models.inputs import CaseInputs
 from schemas.fusion import FusionOutput
 from schemas.report import EvidenceChainReport, HistologyEvidence, MechanismEvidence, Provenance, SpatialEvidence
+from toolkit.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -30,17 +31,12 @@ class DraftingBackend(Protocol):
     def draft(self, d: DraftInputs) -> EvidenceChainReport: ...
 
 
-_REGISTRY: dict[str, Callable[..., DraftingBackend]] = {}
+BackendFactory = Callable[..., DraftingBackend]
+_REGISTRY: Registry[BackendFactory] = Registry("drafting backend")
 
 
-def register_drafting_backend(name: str):
-    def wrap(factory: Callable[..., DraftingBackend]) -> Callable[..., DraftingBackend]:
-        if name in _REGISTRY:
-            raise ValueError(f"drafting backend {name!r} is already registered")
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
+def register_drafting_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    return _REGISTRY.register(name)
 
 
 def _ensure_builtin() -> None:
@@ -50,11 +46,9 @@ def _ensure_builtin() -> None:
 
 def list_drafting_backends() -> list[str]:
     _ensure_builtin()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def create_drafting_backend(name: str, **kwargs) -> DraftingBackend:
     _ensure_builtin()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown drafting backend {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY.get(name)(**kwargs)

@@ -12,24 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fusion_models.encoders.registry import PatchEncoder, TorchTileEncoder, file_sha256, register_encoder
-from fusion_models.encoders.torchvision_compat import ensure_torchvision
-
-UNTRAINED_LICENCE = "n/a (random initialisation, untrained: tests only)"
-UNKNOWN_LICENCE = "unknown: see the weights' model card"
+from fusion_models.encoders.torch_family import TorchModel, register_torch_family
 
 
-@register_encoder("timm", family=True)
-def timm_encoder(
-    weights: Path | None = None,
-    *,
-    arch: str,
-    licence: str | None = None,
-    batch_size: int = 32,
-    **model_kw: Any,
-) -> PatchEncoder:
+@register_torch_family("timm")
+def timm_encoder(arch: str, weights: Path | None, **model_kw: Any) -> TorchModel:
     """`timm.create_model(arch, pretrained=False, num_classes=0, **model_kw)` with local weights."""
-    ensure_torchvision()
     import timm  # deferred: heavy, and it must come after ensure_torchvision()
 
     model = timm.create_model(arch, pretrained=False, num_classes=0, **model_kw)
@@ -40,15 +28,9 @@ def timm_encoder(
     override = {"input_size": (3, *timm.layers.to_2tuple(model_kw["img_size"]))} if "img_size" in model_kw else {}
     data_config = timm.data.resolve_data_config(override, model=model)
     transform = timm.data.create_transform(**data_config, is_training=False)
-    name = f"timm/{arch}"
-    meta = {
-        "name": name,
-        "version": f"timm {timm.__version__}",
-        "weights_sha256": file_sha256(Path(weights)) if weights is not None else None,
-        "licence": (licence or UNKNOWN_LICENCE) if weights is not None else UNTRAINED_LICENCE,
+    sizes = {
         "input_size": list(data_config["input_size"][1:]),
         "mean": list(data_config["mean"]),
         "std": list(data_config["std"]),
-        "trained": weights is not None,
     }
-    return TorchTileEncoder(name, int(model.num_features), model, transform, meta, batch_size)
+    return TorchModel(model, transform, int(model.num_features), f"timm {timm.__version__}", sizes)

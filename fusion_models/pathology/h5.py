@@ -7,8 +7,6 @@ Datasets `features` (N, D) and `coords` (N, 2: level-0 top-left x, y); attribute
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import h5py
 import numpy as np
 
 from schemas.errors import InputError
+from toolkit.atomic import atomic_path
 
 
 @dataclass
@@ -57,22 +56,14 @@ def write_patch_features(
     coords = np.asarray(coords, dtype=np.int64)
     if features.ndim != 2 or coords.shape != (len(features), 2):
         raise ValueError(f"features must be (N, D) and coords (N, 2); got {features.shape} and {coords.shape}")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            h5.create_dataset("features", data=features)
-            h5.create_dataset("coords", data=coords)
-            h5.attrs["encoder"] = encoder
-            h5.attrs["patch_size"] = int(patch_size)
-            h5.attrs["slide_id"] = slide_id
-            if magnification is not None:
-                h5.attrs["magnification"] = float(magnification)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5.create_dataset("features", data=features)
+        h5.create_dataset("coords", data=coords)
+        h5.attrs["encoder"] = encoder
+        h5.attrs["patch_size"] = int(patch_size)
+        h5.attrs["slide_id"] = slide_id
+        if magnification is not None:
+            h5.attrs["magnification"] = float(magnification)
 
 
 def read_patch_features(

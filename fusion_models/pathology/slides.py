@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +12,7 @@ from skimage.filters import threshold_otsu
 
 from fusion_models.pathology.h5 import relative_name
 from schemas.errors import InputError
+from toolkit.atomic import atomic_path
 
 # Thumbnail pixels per grid-cell side: enough to measure a cell's tissue fraction in steps of 1/64.
 THUMB_PX_PER_CELL = 8
@@ -133,18 +132,10 @@ def write_pyramidal_tiff(path: Path, rgb: np.ndarray, *, mpp: float, tile: int =
     levels = [rgb]
     while min(levels[-1].shape[:2]) // 2 >= tile:
         levels.append(_halve(levels[-1]))
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     options = {"tile": (tile, tile), "photometric": "rgb", "compression": "zlib", "resolutionunit": "CENTIMETER"}
     pixels_per_cm = 1e4 / mpp
-    try:
-        with tifffile.TiffWriter(tmp, bigtiff=rgb.nbytes > 2**31) as writer:
-            writer.write(levels[0], subifds=len(levels) - 1, resolution=(pixels_per_cm,) * 2, **options)
-            for i, level in enumerate(levels[1:], start=1):
-                scale = pixels_per_cm / 2**i
-                writer.write(level, subfiletype=1, resolution=(scale, scale), **options)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=rgb.nbytes > 2**31) as writer:
+        writer.write(levels[0], subifds=len(levels) - 1, resolution=(pixels_per_cm,) * 2, **options)
+        for i, level in enumerate(levels[1:], start=1):
+            scale = pixels_per_cm / 2**i
+            writer.write(level, subfiletype=1, resolution=(scale, scale), **options)
