@@ -186,3 +186,23 @@ def test_instruction_like_clinical_notes_change_nothing(demo_cohort, demo_report
 
     assert decisions(before) == decisions(after)
     assert "<script>" not in (tmp_path / "out" / case_id / "report.html").read_text()
+
+
+def test_real_tcga_genomics_only_cases_report_imaging_and_pathology_missing(shared_data, settings, tmp_path):
+    cases = sorted((shared_data / "tcga_glioma" / "cases").iterdir())[:12]
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    for case in cases:
+        (cohort / case.name).symlink_to(case, target_is_directory=True)
+    results = run_batch(cohort, tmp_path / "out", settings, progress=False)
+    assert [r.status for r in results] == ["ok"] * len(cases), [r.error for r in results]
+    for case in cases:
+        report = report_of(tmp_path / "out", case.name)
+        assert {"imaging", "pathology"} <= set(report.modalities.missing)
+        assert report.modalities.present == ["genomics", "clinical"]
+        assert report.spatial_evidence == [] and report.histology_evidence == [] and report.sampling_plan == []
+        assert report.mechanism_evidence, "genomics must yield mechanism evidence"
+        flagged = {m for f in report.consistency_flags if f.kind == "missing_modality" for m in f.modalities}
+        assert {"imaging", "pathology"} <= flagged
+        statement = report.uncertainty.statement.lower()
+        assert "imaging" in statement and "pathology" in statement
