@@ -97,7 +97,8 @@ def _summary(report: EvidenceChainReport) -> list[Sentence]:
             "p": fmt(c.probability, PROBABILITY_DECIMALS), "confidence": Term("confidence", c.confidence),
         }
         if c.score is not None:
-            phrase = Phrase("summary.conclusion_risk", {**fields, "score": fmt(c.score, PROBABILITY_DECIMALS)})
+            group = Term("label", c.risk_group or "insufficient_evidence")
+            phrase = Phrase("summary.conclusion_risk", {**fields, "group": group, "score": fmt(c.score, PROBABILITY_DECIMALS)})
         else:
             phrase = Phrase("summary.conclusion", fields)
         sentences.append(_sentence(report, phrase, c.supporting_evidence, about=(c,)))
