@@ -33,9 +33,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _require_checkpoint(settings: Settings) -> None:
-    if not Path(settings.checkpoint).exists():
-        raise InputError(str(settings.checkpoint), "checkpoint",
-                         "no trained fusion model here; run `evchain train` (or `evchain demo`) first")
+    from fusion_models.checkpoints import checkpoint_format
+
+    checkpoint_format(Path(settings.checkpoint))  # fails early, naming the file, before any case runs
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -71,10 +71,13 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from fusion_models.train import demo_training
+    from fusion_models.checkpoints import RECIPES
 
-    result = demo_training(Path(args.out), n_cases=args.n_cases, epochs=args.epochs, seed=args.seed)
-    print(result.summary())
+    if args.model not in RECIPES:
+        raise InputError("--model", "model", f"no training recipe {args.model!r}; known: {', '.join(RECIPES.names())}")
+    recipe = RECIPES.get(args.model)
+    out = args.out or recipe.default_checkpoint(args.model)
+    print(recipe.train(out, data=args.data, n_cases=args.n_cases, epochs=args.epochs, seed=args.seed).summary())
     return 0
 
 
@@ -146,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("train", help="train the demo fusion model")
-    p.add_argument("--out", type=Path, default=DEFAULT_CHECKPOINT)
+    p = sub.add_parser("train", help="train a model: the demo fusion model, or tcga_glioma on a labelled cohort")
+    p.add_argument("--model", default="glioma_demo", help="registered training recipe (fusion_models.checkpoints.RECIPES)")
+    p.add_argument("--data", type=Path, default=None, help="labelled cohort (labels.csv + cases/) for tcga_glioma")
+    p.add_argument("--out", type=Path, default=None, help="checkpoint path (default checkpoints/<model>.pt|.json)")
     p.add_argument("--n-cases", type=int, default=300)
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)

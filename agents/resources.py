@@ -11,7 +11,7 @@ from pathlib import Path
 
 from agents.context import Settings
 from fusion_models.encoders import create_encoder
-from fusion_models.inference import load_fusion_model
+from fusion_models.checkpoints import LoadedCheckpoint, load_checkpoint
 from knowledge.embedders import create_embedder
 from knowledge.index import KnowledgeIndex
 from knowledge.sources import load_knowledge
@@ -23,9 +23,9 @@ def _encoder(name: str, weights: Path | None):
 
 
 @lru_cache(maxsize=4)
-def _fusion_model(checkpoint: Path, mtime_ns: int):
+def _fusion_model(checkpoint: Path, mtime_ns: int) -> LoadedCheckpoint:
     # The mtime is part of the key so that a retrained checkpoint is picked up in the same process.
-    return load_fusion_model(checkpoint)
+    return load_checkpoint(checkpoint)
 
 
 @lru_cache(maxsize=4)
@@ -38,7 +38,7 @@ def encoder(settings: Settings):
     return _encoder(settings.encoder, settings.encoder_weights)
 
 
-def fusion_model(settings: Settings):
+def fusion_model(settings: Settings) -> LoadedCheckpoint:
     path = Path(settings.checkpoint)
     return _fusion_model(path, path.stat().st_mtime_ns if path.exists() else 0)
 

@@ -206,3 +206,44 @@ def test_real_tcga_genomics_only_cases_report_imaging_and_pathology_missing(shar
         assert {"imaging", "pathology"} <= flagged
         statement = report.uncertainty.statement.lower()
         assert "imaging" in statement and "pathology" in statement
+
+
+@pytest.fixture(scope="session")
+def tcga_settings(shared_data, tmp_path_factory):
+    from agents.context import Settings
+    from fusion_models.checkpoints import RECIPES
+
+    out = tmp_path_factory.mktemp("tcga_model") / "tcga_glioma.json"
+    RECIPES.get("tcga_glioma").train(out, data=shared_data / "tcga_glioma", n_cases=0, epochs=0, seed=0)
+    return Settings(checkpoint=out, cache_dir=tmp_path_factory.mktemp("tcga_cache"))
+
+
+def test_tcga_model_reports_grade_subtype_and_risk_from_genomics_only(shared_data, tcga_settings, tmp_path):
+    cases = sorted((shared_data / "tcga_glioma" / "cases").iterdir())[-6:]
+    cohort = tmp_path / "cohort"
+    cohort.mkdir()
+    for case in cases:
+        (cohort / case.name).symlink_to(case, target_is_directory=True)
+    results = run_batch(cohort, tmp_path / "out", tcga_settings, progress=False)
+    assert [r.status for r in results] == ["ok"] * len(cases), [r.error for r in results]
+    for case in cases:
+        report = report_of(tmp_path / "out", case.name)
+        by_task = {c.task: c for c in report.conclusions}
+        assert by_task["grade"].label in ("G2", "G3", "G4") and set(by_task["grade"].class_probabilities) == {"G2", "G3", "G4"}
+        assert set(by_task["molecular_subtype"].class_probabilities) == {"IDHwt", "IDHmut-codel", "IDHmut-non-codel"}
+        risk = by_task["risk"]
+        assert risk.score is not None and risk.risk_group in ("low", "intermediate", "high")
+        assert set(report.modality_contributions) <= {"genomics", "clinical"}
+        assert report.spatial_evidence == [] and report.sampling_plan == []
+        assert "imaging" in report.uncertainty.statement.lower()
+
+
+@pytest.mark.parametrize("content, field", [('{"format": "nope/9"}', "format"), ("not json", "format")])
+def test_unknown_checkpoint_formats_are_named(tmp_path, content, field):
+    from fusion_models.checkpoints import load_checkpoint
+    from schemas.errors import InputError
+
+    path = tmp_path / "model.json"
+    path.write_text(content)
+    with pytest.raises(InputError, match=f"model.json: {field}:"):
+        load_checkpoint(path)

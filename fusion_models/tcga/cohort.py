@@ -7,12 +7,14 @@ values inference will see.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
 
 from fusion_models.genomics.io import load_genomics
 from fusion_models.inputs import load_manifest
@@ -24,6 +26,8 @@ CASES_DIR = "cases"
 GRADES: tuple[str, ...] = ("G2", "G3", "G4")
 SUBTYPES: tuple[str, ...] = ("IDHwt", "IDHmut-codel", "IDHmut-non-codel")
 LABEL_COLUMNS = ("case_id", "who_grade", "idh_codel_subtype", "survival_months", "event")
+# Classification task (the report's `task`) -> its candidate labels, in the order of every probability array.
+TASK_LABELS: dict[str, tuple[str, ...]] = {"grade": GRADES, "molecular_subtype": SUBTYPES}
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,12 @@ class Cohort:
 
     def column(self, name: str) -> np.ndarray:
         return self.X[:, self.feature_names.index(name)]
+
+    def labels(self, task: str) -> np.ndarray:
+        """Per case the index of its label in TASK_LABELS[task], -1 when unknown."""
+        values = {"grade": self.grade, "molecular_subtype": self.subtype}[task]
+        order = TASK_LABELS[task]
+        return np.array([order.index(v) if v is not None else -1 for v in values], dtype=np.int64)
 
     def subset(self, index: np.ndarray) -> Cohort:
         index = np.asarray(index)
@@ -131,8 +141,10 @@ def _load(root: Path) -> Cohort:
             raise InputError(LABELS_FILE, "case_id", f"{case_id} has no case folder under {CASES_DIR}/")
         manifest = load_manifest(case_dir)
         genomics, unusable = load_genomics(case_dir)
-        if unusable:
-            raise InputError(f"{CASES_DIR}/{case_id}/{unusable[0].file}", "genomics", unusable[0].reason)
+        if unusable:  # training data must be whole: a broken file is an error here, not a missing modality
+            first = unusable[0]
+            field, _, message = first.reason.removeprefix(f"{first.file}: ").partition(": ")
+            raise InputError(f"{CASES_DIR}/{case_id}/{first.file}", field, message)
         loaded.append((genomics, manifest))
     names = _cohort_names([case_values(g, m) for g, m in loaded])
     X = np.stack([case_vector(g, m, names) for g, m in loaded])
@@ -151,3 +163,28 @@ def _load(root: Path) -> Cohort:
 def load_cohort(root: Path) -> Cohort:
     """`root/labels.csv` and `root/cases/<case_id>/`; cached per resolved folder."""
     return _load(Path(root).resolve())
+
+
+def patient_id(case_id: str) -> str:
+    """TCGA participant barcode (project-TSS-participant): samples of one patient share it."""
+    return "-".join(case_id.split("-")[:3])
+
+
+def strata(cohort: Cohort, min_size: int) -> np.ndarray:
+    """Subtype x grade per case ('NA' when unknown).
+
+    Strata smaller than `min_size` are pooled, and a pool still too small joins the
+    largest stratum, so that every stratum can reach every fold.
+    """
+    keys = np.array([f"{s or 'NA'}|{g or 'NA'}" for s, g in zip(cohort.subtype, cohort.grade, strict=True)])
+    counts = Counter(keys.tolist())
+    small = np.array([counts[k] < min_size for k in keys])
+    pooled = counts.most_common(1)[0][0] if small.sum() < min_size else "pooled"
+    return np.where(small, pooled, keys)
+
+
+def stratified_folds(cohort: Cohort, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Patient-level folds stratified on subtype x grade: (train indices, held-out indices) per fold."""
+    groups = [patient_id(c) for c in cohort.case_ids]
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return list(splitter.split(np.zeros(len(cohort)), strata(cohort, n_folds), groups))

@@ -62,9 +62,9 @@ def case_values(genomics: GenomicsInput | None, manifest: CaseManifest) -> dict[
                 f"the model reads {EXPRESSION_SCALE!r} expression, this case has {genomics.expression_scale!r}",
             )
         transformed = transform_expression(genomics.expression.to_numpy())
-        values.update(zip((EXPR + g for g in genomics.expression.index), transformed.tolist()))
+        values.update(zip((EXPR + g for g in genomics.expression.index), transformed.tolist(), strict=True))
     if genomics.cnv is not None:
-        values.update(zip((CNV + g for g in genomics.cnv.index), genomics.cnv.astype(float).tolist()))
+        values.update(zip((CNV + g for g in genomics.cnv.index), genomics.cnv.astype(float).tolist(), strict=True))
     if genomics.mutations is not None:
         values.update({MUT + g: 1.0 for g in genomics.mutations["gene"].astype(str)})
     return values
