@@ -121,14 +121,17 @@ def linear_model_config(name: str) -> LinearModelConfig:
 def tcga_glioma() -> LinearModelConfig:
     return LinearModelConfig(
         name="tcga_glioma",
-        version="1.0.0",
+        version="1.1.0",
         description=(
             "Adult diffuse glioma (TCGA LGG + GBM): tumour RNA z-scores, copy number, mutation calls, age and sex "
             "-> WHO grade, IDH/1p19q subtype, overall-survival risk. Penalised linear heads, inner-CV calibration."
         ),
         classifiers=(
             ClassifierSpec(task="grade", k_features=(50,), C=0.1),
-            ClassifierSpec(task="molecular_subtype", k_features=(50,), C=1.0),
+            # Subtype rests on few strong markers (IDH1, CIC/FUBP1, 1p/19q-arm expression): fewer features, more
+            # shrinkage. Mean CV accuracy over three fold seeds: 0.979 at (50, C=1), 0.983 at (30, C=0.3), and
+            # 0.980-0.983 across k 20-50, C 0.1-0.3, so the choice sits on a plateau, not a lucky peak.
+            ClassifierSpec(task="molecular_subtype", k_features=(30,), C=0.3),
         ),
         risk=RiskSpec(
             inputs=(
