@@ -163,3 +163,10 @@ def test_idh_wildtype_gliomas_score_higher_hypoxia_and_angiogenesis(shared_data:
     # Angiogenesis and the PROGENy footprints separate the groups clearly, not by chance.
     for pathway_id in (angiogenesis, "PROGENY:Hypoxia", "PROGENY:VEGF"):
         assert mannwhitneyu(wildtype[pathway_id], mutant[pathway_id], alternative="greater").pvalue < 1e-3
+
+
+def test_set_symbols_match_expression_symbols_ignoring_case():
+    # The genomics loader upper-cases symbols (C12ORF77) while GO keeps HGNC case (C12orf77).
+    expression = pd.Series({"C12ORF77": 9.0, "A": 1.0, "B": 2.0, "C": 3.0})
+    score, n_measured = singscore(expression, ["C12orf77"])
+    assert n_measured == 1 and score == pytest.approx(0.5)

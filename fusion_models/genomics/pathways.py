@@ -46,22 +46,23 @@ class PathwayScore:
 class _Ranked:
     """Ascending ranks of one sample's measured genes."""
 
-    genes: pd.Index
-    names: np.ndarray  # the same symbols as an object array: cheap to index by position
+    genes: pd.Index  # upper-cased symbols: HGNC symbols are unique ignoring case, and sources disagree on it
+    names: np.ndarray  # the symbols as given, as an object array: cheap to index by position
     ranks: np.ndarray
 
     @classmethod
     def of(cls, expression: pd.Series) -> _Ranked:
         measured = expression.dropna()  # NaN = not measured, not "lowest"
-        if measured.index.has_duplicates:
-            duplicates = sorted(set(measured.index[measured.index.duplicated()]))[:5]
+        lookup = pd.Index(measured.index.astype(str).str.upper())
+        if lookup.has_duplicates:
+            duplicates = sorted(set(measured.index[lookup.duplicated(keep=False)].astype(str)))[:5]
             raise ValueError(f"expression lists genes more than once: {', '.join(map(str, duplicates))}")
         ranks = rankdata(measured.to_numpy(dtype=float), method="average")
-        return cls(measured.index, measured.index.to_numpy(), ranks)
+        return cls(lookup, measured.index.to_numpy(), ranks)
 
     def locate(self, gene_sets: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """Positions of each set's genes (-1 = not measured), looked up in one pass for speed."""
-        positions = self.genes.get_indexer([gene for genes in gene_sets for gene in genes])
+        positions = self.genes.get_indexer([gene.upper() for genes in gene_sets for gene in genes])
         return np.split(positions, np.cumsum([len(genes) for genes in gene_sets])[:-1])
 
 
