@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from demo import genomics, imaging, tissue
-from demo.cohort import MAGNIFICATION, PATCH_SIZE, SITUATIONS, SimulatedCase, simulate_case, stream
+from demo.cohort import MAGNIFICATION, PATCH_SIZE, SimulatedCase, simulate_case, stream
+from demo.situations import SITUATIONS
 from fusion_models.encoders import PatchEncoder
 from fusion_models.inputs import CaseInputs, GenomicsInput, ImagingTimepoint, SlideFeatures
 
