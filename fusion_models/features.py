@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
 from fusion_models.genomics.pathways import score_pathways
-from fusion_models.imaging.habitats import PHENOTYPE_LABELS, habitat_stats, intensity_ratio
+from fusion_models.imaging.habitats import PHENOTYPE_LABELS, intensity_ratio
 from fusion_models.inputs import CaseInputs, GenomicsInput, ImagingTimepoint
 from knowledge.sources import PROGRAMMES, KnowledgeBase
 from schemas.case import CaseManifest, PathologyFindings
@@ -196,7 +196,7 @@ def imaging_values(timepoints: Sequence[ImagingTimepoint]) -> dict[str, float]:
     if not with_mask:
         return {}
     latest = with_mask[-1]
-    stats = {s.phenotype: s for s in habitat_stats(latest.mask, latest.affine)}
+    stats = {s.phenotype: s for s in latest.habitats}
     lesion = stats["lesion"]
     values = {"lesion_log1p_volume_ml": float(np.log1p(lesion.volume_ml))}
     for h in HABITATS:
@@ -217,7 +217,7 @@ def imaging_values(timepoints: Sequence[ImagingTimepoint]) -> dict[str, float]:
             if ratio is not None:
                 values[name] = ratio
     if len(with_mask) >= 2:
-        before = habitat_stats(with_mask[-2].mask, with_mask[-2].affine)[0]
+        before = with_mask[-2].habitats[0]
         if before.volume_ml > 0 and lesion.volume_ml > 0:
             values["lesion_growth_log_ratio"] = float(np.log(lesion.volume_ml / before.volume_ml))
     return values

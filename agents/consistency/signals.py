@@ -14,20 +14,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 from agents.consistency.grounding import ACTIVITY_DECIMALS, GISTIC_DECIMALS, fmt
-from agents.evidence.votes import MIN_HABITAT_ML
+from agents.evidence.mechanism import GISTIC_AMPLIFICATION, GISTIC_HOMOZYGOUS_DELETION, IDH_WILD_TYPE_ID
+from agents.evidence.votes import latest_habitats
 from prompts import Phrase
 from schemas.case import PathologyFindings
 from schemas.report import MechanismEvidence, SpatialEvidence
 
 IDH_MUTATION_IDS = ("MUT:IDH1", "MUT:IDH2")
-# The mechanism builder emits this item when mutation calls were read and neither IDH gene is mutated.
-IDH_WILD_TYPE_ID = "WT:IDH"
 TERT_MUTATION_ID = "MUT:TERT"
 EGFR_CNV_ID = "CNV:EGFR"
 CDKN2_CNV_IDS = ("CNV:CDKN2A", "CNV:CDKN2B")
-# GISTIC 2 = high-level amplification, -2 = deep (homozygous) deletion.
-GISTIC_AMPLIFICATION = 2.0
-GISTIC_HOMOZYGOUS_DELETION = -2.0
 # Singscore runs -0.5..0.5; twice the 0.1 the drafting votes call "active" is a strong programme.
 STRONG_ACTIVITY = 0.2
 HYPOXIA_IDS = frozenset({"GO:0001666", "GO:0071456", "HALLMARK_HYPOXIA", "PROGENY:Hypoxia"})
@@ -36,13 +32,7 @@ PROLIFERATION_IDS = frozenset({"GO:0000278", "GO:0008283", "HALLMARK_E2F_TARGETS
 IdhStatus = Literal["mutant", "wildtype"]
 
 
-def latest_units(spatial: Sequence[SpatialEvidence]) -> list[SpatialEvidence]:
-    """Habitats of the latest time point large enough to read (the drafting votes use the same cut)."""
-    latest = spatial[-1].timepoint if spatial else None
-    return [
-        s for s in spatial
-        if s.unit_level == "habitat" and s.timepoint == latest and (s.volume_ml or 0.0) >= MIN_HABITAT_ML
-    ]
+latest_units = latest_habitats  # the rules read imaging through the same cut as the drafting votes
 
 
 def largest_unit(spatial: Sequence[SpatialEvidence], phenotype: str) -> SpatialEvidence | None:

@@ -13,6 +13,10 @@ from schemas.report import MechanismEvidence
 # Driver genes of adult diffuse glioma that a tumour board expects to see named.
 KEY_MUTATIONS = ("IDH1", "IDH2", "ATRX", "TP53", "CIC", "FUBP1", "EGFR", "PTEN", "NF1", "PIK3CA", "PIK3R1", "TERT", "H3F3A", "BRAF")
 # GISTIC 2 = high-level amplification, -2 = deep (homozygous) deletion; shallow changes are not called.
+GISTIC_AMPLIFICATION = 2.0
+GISTIC_HOMOZYGOUS_DELETION = -2.0
+# Emitted when mutation calls were read and neither IDH gene is mutated (absence is evidence too).
+IDH_WILD_TYPE_ID = "WT:IDH"
 AMPLIFICATION_GENES = ("EGFR",)
 DELETION_GENES = ("CDKN2A", "CDKN2B")
 IDH_GENES = ("IDH1", "IDH2")
@@ -44,17 +48,17 @@ def driver_items(genomics: GenomicsInput) -> list[dict]:
             )
         if not set(IDH_GENES) & set(mutated["gene"]):
             items.append(
-                dict(kind="driver_mutation", pathway_id="WT:IDH", pathway_name="IDH1/IDH2 wild-type (no mutation called)",
+                dict(kind="driver_mutation", pathway_id=IDH_WILD_TYPE_ID, pathway_name="IDH1/IDH2 wild-type (no mutation called)",
                      activity=None, direction="neutral", driver_genes=list(IDH_GENES),
                      source=SourceRef(file=mutation_file, locator="no IDH1/IDH2 rows"))
             )
     if genomics.cnv is not None:
         cnv_file = genomics.files["cnv"]
         for gene in AMPLIFICATION_GENES:
-            if genomics.cnv.get(gene, 0) >= 2:
+            if genomics.cnv.get(gene, 0) >= GISTIC_AMPLIFICATION:
                 items.append(_cnv_item(gene, "amplification", float(genomics.cnv[gene]), cnv_file))
         for gene in DELETION_GENES:
-            if genomics.cnv.get(gene, 0) <= -2:
+            if genomics.cnv.get(gene, 0) <= GISTIC_HOMOZYGOUS_DELETION:
                 items.append(_cnv_item(gene, "homozygous deletion", float(genomics.cnv[gene]), cnv_file))
     return items
 

@@ -6,7 +6,7 @@ never from the model; only `attribution` is the model's.
 
 from __future__ import annotations
 
-from fusion_models.imaging.habitats import HabitatStat, habitat_stats, margin_ring
+from fusion_models.imaging.habitats import HabitatStat, margin_ring
 from fusion_models.inputs import ImagingTimepoint
 from schemas.common import SourceRef
 from schemas.report import SpatialEvidence
@@ -43,7 +43,7 @@ def spatial_evidence(timepoints: list[ImagingTimepoint], habitat_attribution: di
     lesion_by_tp: dict[str, HabitatStat] = {}
     for i, tp in enumerate(with_mask):
         latest = i == len(with_mask) - 1
-        stats = habitat_stats(tp.mask, tp.affine)
+        stats = tp.habitats
         for stat in stats:
             if stat.voxels == 0:
                 continue

@@ -11,6 +11,9 @@ oligodendroglioma (CIC/FUBP1 are its typical partners), ATRX loss astrocytoma.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from agents.evidence.mechanism import IDH_WILD_TYPE_ID
 from schemas.report import HistologyEvidence, MechanismEvidence, SpatialEvidence
 
 GRADES = ("G2", "G3", "G4")
@@ -65,7 +68,7 @@ def histology_grades(item: HistologyEvidence) -> frozenset[str]:
 def mechanism_grades(item: MechanismEvidence, programme_of: dict[str, str]) -> frozenset[str]:
     if item.kind == "copy_number":
         return HIGH
-    if item.pathway_id == "WT:IDH":
+    if item.pathway_id == IDH_WILD_TYPE_ID:
         return HIGH
     if item.kind == "driver_mutation" and item.pathway_id in ("MUT:IDH1", "MUT:IDH2"):
         return LOW
@@ -89,7 +92,7 @@ def subtype_labels(item: MechanismEvidence | HistologyEvidence) -> frozenset[str
     gene_event = item.pathway_id
     if gene_event in ("MUT:IDH1", "MUT:IDH2"):
         return frozenset({"IDHmut-codel", "IDHmut-non-codel"})
-    if gene_event in ("WT:IDH", "CNV:EGFR", "CNV:CDKN2A", "CNV:CDKN2B"):
+    if gene_event in (IDH_WILD_TYPE_ID, "CNV:EGFR", "CNV:CDKN2A", "CNV:CDKN2B"):
         return frozenset({"IDHwt"})
     if gene_event in ("MUT:CIC", "MUT:FUBP1"):
         return frozenset({"IDHmut-codel"})
@@ -98,14 +101,18 @@ def subtype_labels(item: MechanismEvidence | HistologyEvidence) -> frozenset[str
     return NONE
 
 
+def latest_habitats(spatial: Sequence[SpatialEvidence]) -> list[SpatialEvidence]:
+    """Habitats of the latest time point large enough to read."""
+    latest = spatial[-1].timepoint if spatial else None
+    return [
+        s for s in spatial
+        if s.unit_level == "habitat" and s.timepoint == latest and (s.volume_ml or 0.0) >= MIN_HABITAT_ML
+    ]
+
+
 def has_enhancing_necrosis(spatial: list[SpatialEvidence]) -> bool:
     """True when the latest time point shows a necrotic core inside an enhancing rim."""
-    latest = spatial[-1].timepoint if spatial else None
-    phenotypes = {
-        s.phenotype for s in spatial
-        if s.unit_level == "habitat" and s.timepoint == latest and (s.volume_ml or 0.0) >= MIN_HABITAT_ML
-    }
-    return {"enhancing", "necrotic_core"} <= phenotypes
+    return {"enhancing", "necrotic_core"} <= {s.phenotype for s in latest_habitats(spatial)}
 
 
 def evidence_votes(

@@ -6,13 +6,14 @@ import datetime as dt
 import gzip
 import zlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
 
-from fusion_models.imaging.habitats import LESION_LABELS
+from fusion_models.imaging.habitats import LESION_LABELS, HabitatStat, habitat_stats
 from schemas.case import CaseManifest
 from schemas.errors import InputError
 from schemas.report import UnusableModality
@@ -36,6 +37,11 @@ class ImagingTimepoint:
     affine: np.ndarray  # 4x4 voxel->mm (RAS) from the NIfTI
     sequences: dict[str, np.ndarray]  # e.g. {"t1c": float32 array, "flair": ...}, same grid as mask
     files: dict[str, str]  # role ("mask", "t1c", ...) -> path relative to the case folder
+
+    @cached_property
+    def habitats(self) -> list[HabitatStat]:
+        """habitat_stats of the mask, computed once: the fusion features and the spatial evidence both read them."""
+        return habitat_stats(self.mask, self.affine) if self.mask is not None else []
 
 
 def load_nifti(path: Path, case_dir: Path) -> tuple[np.ndarray, np.ndarray]:
