@@ -28,11 +28,14 @@ def code_version() -> str:
     return f"evidencechain {version} ({commit})"
 
 
-def build_provenance(settings: Settings, models: list[ModelInfo], inputs: list[str]) -> Provenance:
+def build_provenance(
+    settings: Settings, models: list[ModelInfo], inputs: list[str], conversions: list[str] | None = None
+) -> Provenance:
     return Provenance(
         models=models,
         code_version=code_version(),
         configuration=settings.as_provenance(),
         generated_at=dt.datetime.now(dt.timezone.utc),
         inputs=inputs,
+        input_conversions=list(conversions or []),
     )

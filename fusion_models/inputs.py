@@ -21,6 +21,7 @@ from fusion_models.pathology.slides import tile_slide
 from schemas.case import CaseManifest, PathologyFindings
 from schemas.common import MODALITIES, Modality
 from schemas.errors import InputError
+from schemas.fusion import ModalityOOD
 from schemas.report import UnusableModality
 
 MANIFEST_FILE = "case.json"
@@ -53,6 +54,9 @@ class CaseInputs:
     genomics: GenomicsInput | None
     unusable: list[UnusableModality] = field(default_factory=list)
     files_read: list[str] = field(default_factory=list)
+    # Input gates: implausible-but-usable inputs, and conversions applied (both end up in the report).
+    ood: list[ModalityOOD] = field(default_factory=list)
+    conversions: list[str] = field(default_factory=list)
 
     def present_modalities(self) -> list[Modality]:
         """Modalities with usable input, in MODALITIES order."""

@@ -20,6 +20,13 @@ class TaskPrediction(ContractModel):
     probabilities: dict[str, float] = Field(description="Calibrated probability per candidate label; sums to 1.")
     score: float | None = Field(default=None, description="For risk: linear predictor, higher = worse prognosis.")
     risk_group: str | None = Field(default=None, description="For risk: group from the training-cohort cut points.")
+    prediction_set: list[str] = Field(
+        default_factory=list,
+        description="Split-conformal prediction set: labels kept at `set_coverage` (empty when the model gives none).",
+    )
+    set_coverage: float | None = Field(
+        default=None, ge=0, le=1, description="Target marginal coverage of `prediction_set`, e.g. 0.9."
+    )
 
     @model_validator(mode="after")
     def _probabilities_cover_labels(self) -> "TaskPrediction":
@@ -48,6 +55,23 @@ class PatchAttention(ContractModel):
     pattern_probability: float = Field(ge=0, le=1, description="Probability of that pattern.")
 
 
+class ModalityOOD(ContractModel):
+    """How far one modality's input sits from what the model was trained on (or what a gate found implausible)."""
+
+    modality: Modality = Field(description="Modality scored.")
+    method: str = Field(description="Detector or gate, e.g. 'mahalanobis' or 'gate:expression_scale'.")
+    score: float = Field(description="Distance or score; higher = further from the training data.")
+    threshold: float = Field(description="Score above which the input counts as out of distribution.")
+    false_alarm_rate: float | None = Field(
+        default=None, ge=0, le=1, description="Rate of clean held-out cases above `threshold`, where measured."
+    )
+    out_of_distribution: bool = Field(description="score > threshold.")
+    action: Literal["none", "down_weighted", "masked"] = Field(
+        default="none", description="What the model did with the modality because of it."
+    )
+    detail: str = Field(default="", description="Plain reason, naming file and field where there is one.")
+
+
 class FusionOutput(ContractModel):
     """Inference result of a fusion model for one case."""
 
@@ -65,6 +89,9 @@ class FusionOutput(ContractModel):
     )
     pattern_fractions: dict[str, float] = Field(
         default_factory=dict, description="Fraction of patches per tissue pattern, over all slides."
+    )
+    ood: list[ModalityOOD] = Field(
+        default_factory=list, description="Out-of-distribution scores per modality (model detector and input gates)."
     )
 
     def prediction(self, task: str) -> TaskPrediction | None:

@@ -45,6 +45,10 @@ class Provenance(ContractModel):
     )
     generated_at: dt.datetime = Field(description="UTC time the report was generated.")
     inputs: list[str] = Field(default_factory=list, description="Case files read, relative to the case folder.")
+    input_conversions: list[str] = Field(
+        default_factory=list,
+        description="Conversions the input gates applied, e.g. 'genomics/expression.tsv: log2_tpm -> zscore'.",
+    )
 
 
 class UnusableModality(ContractModel):
@@ -71,6 +75,12 @@ class Conclusion(ContractModel):
     modalities_used: list[Modality] = Field(description="Modalities the conclusion rests on.")
     supporting_evidence: list[str] = Field(default_factory=list, description="Evidence ids that support the label.")
     contradicting_evidence: list[str] = Field(default_factory=list, description="Evidence ids that argue against it.")
+    prediction_set: list[str] = Field(
+        default_factory=list, description="Split-conformal prediction set at `prediction_set_coverage`."
+    )
+    prediction_set_coverage: float | None = Field(
+        default=None, ge=0, le=1, description="Target coverage of `prediction_set` (e.g. 0.9)."
+    )
 
     @model_validator(mode="after")
     def _consistent_probabilities(self) -> "Conclusion":
@@ -83,6 +93,22 @@ class Conclusion(ContractModel):
         ):
             raise ValueError("probability must equal class_probabilities[label]")
         return self
+
+
+MarkerStatus = Literal["detected", "not_detected", "not_tested", "predicted", "not_assessed"]
+
+
+class Marker(ContractModel):
+    """One diagnostic marker of the cancer type, as tested (or not) in this case."""
+
+    marker: str = Field(description="Marker, e.g. 'IDH1/2', '1p/19q codeletion', 'CDKN2A/B homozygous deletion'.")
+    status: MarkerStatus = Field(description="detected / not_detected / not_tested / predicted (model) / not_assessed.")
+    value: str | None = Field(default=None, description="Variant, copy-number value or stain result as reported.")
+    source: Literal["mutation_call", "copy_number", "immunohistochemistry", "findings", "model", "none"] = Field(
+        description="Where the status comes from; 'model' only with status 'predicted'."
+    )
+    evidence: list[str] = Field(default_factory=list, description="Evidence ids behind the status.")
+    note: str = Field(default="", description="Caveat, e.g. 'a negative R132H stain does not exclude other IDH mutations'.")
 
 
 class SpatialEvidence(ContractModel):
@@ -195,6 +221,7 @@ class EvidenceChainReport(ContractModel):
     spatial_evidence: list[SpatialEvidence] = Field(default_factory=list, description="Where: imaging units.")
     histology_evidence: list[HistologyEvidence] = Field(default_factory=list, description="What: tissue evidence.")
     mechanism_evidence: list[MechanismEvidence] = Field(default_factory=list, description="Why: pathways and drivers.")
+    markers: list[Marker] = Field(default_factory=list, description="Diagnostic markers: tested, not tested or predicted.")
     modality_contributions: dict[str, float] = Field(description="Fusion weight per modality present.")
     consistency_flags: list[ConsistencyFlag] = Field(default_factory=list, description="Cross-modal checks that failed.")
     sampling_plan: list[SamplingTarget] = Field(default_factory=list, description="Sub-regions to sample, ranked.")
@@ -220,6 +247,7 @@ class EvidenceChainReport(ContractModel):
             cited += [(f"conclusions[{c.task}]", e) for e in [*c.supporting_evidence, *c.contradicting_evidence]]
         cited += [(f"consistency_flags[{f.id}]", e) for f in self.consistency_flags for e in f.evidence]
         cited += [(f"sampling_plan[{t.rank}]", e) for t in self.sampling_plan for e in t.evidence]
+        cited += [(f"markers[{m.marker}]", e) for m in self.markers for e in m.evidence]
         cited += [(f"narrative[{s.key}]", e) for s in self.narrative for sent in s.sentences for e in sent.evidence]
         missing = [f"{where} -> {e}" for where, e in cited if e not in known]
         if missing:

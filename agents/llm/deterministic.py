@@ -53,6 +53,8 @@ class DeterministicDrafter:
             modalities_used=list(d.fusion.modalities_used),
             supporting_evidence=supporting,
             contradicting_evidence=contradicting,
+            prediction_set=list(prediction.prediction_set),
+            prediction_set_coverage=prediction.set_coverage,
         )
 
 

@@ -31,7 +31,7 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         spatial=state["spatial_evidence"],
         histology=state["histology_evidence"],
         mechanism=state["mechanism_evidence"],
-        provenance=build_provenance(settings, models, inputs.files_read),
+        provenance=build_provenance(settings, models, inputs.files_read, inputs.conversions),
         programme_of={p.id: p.programme for p in kb.pathways if p.programme},
     )
     return {"draft": create_drafting_backend(settings.drafting_backend).draft(draft_inputs)}

@@ -11,7 +11,9 @@ from agents.state import CaseState
 
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     settings = runtime.context
-    output = resources.fusion_model(settings).predict(
-        state["inputs"], resources.knowledge(settings), top_patches=settings.top_patches
-    )
+    inputs = state["inputs"]
+    output = resources.fusion_model(settings).predict(inputs, resources.knowledge(settings), top_patches=settings.top_patches)
+    # The gates' findings travel with the model's own OOD scores, so one rule set reads them all.
+    if inputs.ood:
+        output = output.model_copy(update={"ood": [*inputs.ood, *output.ood]})
     return {"fusion": output}
