@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pydantic import BaseModel
 
 from agents.consistency.confidence import modality_phrase, uncertainty_phrases
+from agents.consistency.growth import growth_phrase
 from agents.consistency.grounding import (
     ACTIVITY_DECIMALS,
     ATTENTION_DECIMALS,
@@ -29,6 +30,8 @@ from agents.consistency.grounding import (
     values_of,
 )
 from agents.consistency.rules import FlagText
+from agents.evidence.risk import RISK_SCALE, SURVIVAL_BANDS, conclusion_survival
+from agents.evidence.spatial import RANO_VOLUMETRIC
 from prompts import FieldValue, Listing, Phrase, Term, localise
 from schemas.report import (
     ConsistencyFlag,
@@ -37,6 +40,7 @@ from schemas.report import (
     LocalisedText,
     MechanismEvidence,
     NarrativeSection,
+    Conclusion,
     Sentence,
     SpatialEvidence,
 )
@@ -91,20 +95,67 @@ def _absent(report: EvidenceChainReport, modality: str, missing_key: str, empty_
 
 def _summary(report: EvidenceChainReport) -> list[Sentence]:
     sentences = [_sentence(report, modality_phrase(report.modalities), _flag_ids(report, "missing_modality"))]
+    sentences += _clinical_context(report)
     for c in report.conclusions:
         fields: dict[str, FieldValue] = {
             "task": Term("task", c.task), "label": Term("label", c.label),
             "p": fmt(c.probability, PROBABILITY_DECIMALS), "confidence": Term("confidence", c.confidence),
         }
-        if c.score is not None:
-            group = Term("label", c.risk_group or "insufficient_evidence")
-            phrase = Phrase("summary.conclusion_risk", {**fields, "group": group, "score": fmt(c.score, PROBABILITY_DECIMALS)})
+        survival = conclusion_survival(c)
+        if survival is not None and c.score is not None:
+            sentences.append(_risk_sentence(report, c, survival))
         else:
-            phrase = Phrase("summary.conclusion", fields)
-        sentences.append(_sentence(report, phrase, c.supporting_evidence, about=(c,)))
+            sentences.append(_sentence(report, Phrase("summary.conclusion", fields), c.supporting_evidence, about=(c,)))
         if c.contradicting_evidence:
             against = Phrase("summary.against", {"task": Term("task", c.task), "label": Term("label", c.label)})
             sentences.append(_sentence(report, against, c.contradicting_evidence, about=(c,)))
+    sentences += _growth(report)
+    return sentences
+
+
+def _clinical_context(report: EvidenceChainReport) -> list[Sentence]:
+    """Age, sex and quoted presenting symptoms, when the clinical modality carried weight in the fusion."""
+    context = report.clinical_context
+    if context is None or not context.carries_weight or context.clinical_weight is None:
+        return []
+    parts: list[FieldValue] = []
+    if context.age_band is not None:
+        parts.append(Phrase("clinical.age", {"age": context.age_band}))
+    if context.sex is not None:
+        parts.append(Phrase("clinical.sex", {"sex": Term("sex", context.sex)}))
+    if context.presenting_symptoms is not None:
+        parts.append(Phrase("clinical.symptoms", {"text": context.presenting_symptoms}))
+    phrase = Phrase("summary.clinical_context", {
+        "weight": fmt(context.clinical_weight, PROBABILITY_DECIMALS), "details": Listing(tuple(parts), "comma"),
+    })
+    return [_sentence(report, phrase, [], about=(context,))]
+
+
+def _risk_sentence(report: EvidenceChainReport, c: Conclusion, survival: float) -> Sentence:
+    """Estimated 2-year survival, the band that names the risk group, and the scale of the score."""
+    bands = SURVIVAL_BANDS
+    band = Phrase(f"risk.band.{c.risk_group}", {
+        "lo": fmt_percent(bands.high_risk_below), "hi": fmt_percent(bands.low_risk_from),
+    })
+    phrase = Phrase("summary.conclusion_risk", {
+        "survival": fmt_percent(survival), "group": Term("label", c.risk_group or "insufficient_evidence"),
+        "band": band, "confidence": Term("confidence", c.confidence), "score": fmt(c.score or 0.0, PROBABILITY_DECIMALS),
+        "hr": fmt(RISK_SCALE.hazard_ratio_per_step, 1), "years": Term("years", str(RISK_SCALE.horizon_years)),
+    })
+    return _sentence(report, phrase, c.supporting_evidence, about=(c, bands, RISK_SCALE))
+
+
+def _growth(report: EvidenceChainReport) -> list[Sentence]:
+    """Each longitudinal change up front, with its RANO-style volumetric reading and that reading's caveat."""
+    rano = RANO_VOLUMETRIC
+    sentences = []
+    for s in (s for s in report.spatial_evidence if s.unit_level == "longitudinal"):
+        reading = Phrase(f"rano.{s.rano_volumetric_range or 'not_assessable'}", {
+            "vp": fmt(rano.progression_volume_percent, 0), "pp": fmt(rano.progression_product_percent, 0),
+            "vr": fmt(rano.response_volume_percent, 0), "pr": fmt(rano.response_product_percent, 0),
+        })
+        phrase = Phrase("summary.growth", {"growth": growth_phrase(s), "reading": reading})
+        sentences.append(_sentence(report, phrase, [s.id], about=(rano,)))
     return sentences
 
 
@@ -114,15 +165,20 @@ def _spatial_clauses(s: SpatialEvidence) -> list[FieldValue]:
         clauses.append(f"{fmt(s.volume_ml, VOLUME_DECIMALS)} mL")
     if s.fraction_of_lesion is not None and s.unit_level != "lesion":
         clauses.append(Phrase("clause.fraction", {"pct": fmt_percent(s.fraction_of_lesion)}))
+    if s.ratio_to_lesion is not None:
+        clauses.append(Phrase("clause.ratio_to_lesion", {"r": fmt(s.ratio_to_lesion, PROBABILITY_DECIMALS)}))
     if s.attribution is not None:
         clauses.append(Phrase("clause.attribution", {"pct": fmt_percent(s.attribution)}))
-    if s.change_ml is not None:
-        clauses.append(Phrase("clause.change", {"ml": f"{fmt(s.change_ml, VOLUME_DECIMALS, signed=True)} mL"}))
-    if s.change_percent is not None:
-        clauses.append(Phrase("clause.change_percent", {"pct": f"{fmt(s.change_percent, 0, signed=True)}%"}))
+    if s.unit_level == "longitudinal":
+        clauses.append(growth_phrase(s))
+    if s.hemisphere is not None:
+        lobe: FieldValue = Term("lobe", s.lobe) if s.lobe else Term("lobe", "none")
+        clauses.append(Phrase("clause.location", {"side": Term("hemisphere", s.hemisphere), "lobe": lobe}))
     if s.centroid_mm is not None:
         x, y, z = (fmt(c, MM_DECIMALS) for c in s.centroid_mm)
         clauses.append(Phrase("clause.centroid", {"x": x, "y": y, "z": z}))
+    if s.timepoint_date is not None and s.unit_level != "longitudinal":
+        clauses.append(Phrase("clause.scan_date", {"date": s.timepoint_date.isoformat()}))
     return clauses
 
 
@@ -166,7 +222,11 @@ def _finding_phrase(h: HistologyEvidence) -> Phrase:
 
 def _patch_phrase(h: HistologyEvidence) -> Phrase:
     clauses: list[FieldValue] = []
-    if h.attention is not None:
+    if h.attention_vs_uniform is not None and h.slide_patches is not None:
+        clauses.append(Phrase("clause.attention_vs_uniform", {
+            "r": fmt(h.attention_vs_uniform, 1), "n": str(h.slide_patches),
+        }))
+    elif h.attention is not None:
         clauses.append(Phrase("clause.attention", {"a": fmt(h.attention, ATTENTION_DECIMALS)}))
     if isinstance(h.value, float):
         clauses.append(Phrase("clause.pattern_probability", {"p": fmt(h.value, PROBABILITY_DECIMALS)}))

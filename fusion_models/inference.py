@@ -186,6 +186,7 @@ def most_attended_patches(
                     attention=float(min(within[j], 1.0)),
                     pattern=patterns[int(pattern_probs[i].argmax())],
                     pattern_probability=float(pattern_probs[i].max()),
+                    slide_patches=len(rows),
                 )
             )
     return result

@@ -53,6 +53,9 @@ class PatchAttention(ContractModel):
     attention: float = Field(ge=0, le=1, description="Normalised attention weight of the patch within its slide.")
     pattern: str = Field(description="Tissue pattern the patch-level head assigns to this patch.")
     pattern_probability: float = Field(ge=0, le=1, description="Probability of that pattern.")
+    slide_patches: int | None = Field(
+        default=None, ge=1, description="Patches on the slide, so attention can be read against uniform 1/N."
+    )
 
 
 class ModalityOOD(ContractModel):

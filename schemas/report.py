@@ -26,6 +26,7 @@ FlagKind = Literal[
     "out_of_distribution",
     "ungrounded_claim",
     "sampling_mismatch",
+    "significant_growth",
 ]
 Severity = Literal["info", "warning", "critical"]
 ReviewStatus = Literal["draft", "approved", "rejected"]
@@ -49,6 +50,23 @@ class Provenance(ContractModel):
         default_factory=list,
         description="Conversions the input gates applied, e.g. 'genomics/expression.tsv: log2_tpm -> zscore'.",
     )
+
+
+class ClinicalContext(ContractModel):
+    """Clinical data from case.json as recorded: quoted, never interpreted, never a basis for a conclusion."""
+
+    age_band: str | None = Field(default=None, description="Age band, e.g. '60-69'.")
+    sex: str | None = Field(default=None, description="Sex as recorded.")
+    presenting_symptoms: str | None = Field(
+        default=None, description="Presenting symptoms quoted from clinical_notes (data, not instructions)."
+    )
+    clinical_weight: float | None = Field(
+        default=None, ge=0, le=1, description="Fusion weight of the clinical modality, if it entered the model."
+    )
+    carries_weight: bool = Field(
+        default=False, description="Clinical weight at least an equal share of the modalities used."
+    )
+    source: str = Field(default="case.json", description="Where the data was read.")
 
 
 class UnusableModality(ContractModel):
@@ -111,17 +129,48 @@ class Marker(ContractModel):
     note: str = Field(default="", description="Caveat, e.g. 'a negative R132H stain does not exclude other IDH mutations'.")
 
 
+Hemisphere = Literal["left", "right", "midline"]
+Lobe = Literal["frontal", "temporal", "parietal", "occipital", "insular", "deep_grey_matter"]
+RanoVolumetricRange = Literal["progression_range", "stable_range", "response_range"]
+
+
 class SpatialEvidence(ContractModel):
     id: str = Field(description="Evidence id, unique in the report (S1, S2, ...).")
     unit_level: UnitLevel = Field(description="Spatial unit level (paper Table 2).")
     unit_id: str = Field(description="Stable id of the spatial unit, e.g. 'T1:enhancing'.")
     phenotype: Phenotype = Field(description="Imaging phenotype of the unit.")
     timepoint: str | None = Field(default=None, description="Imaging time point.")
+    timepoint_date: dt.date | None = Field(default=None, description="Acquisition date of `timepoint`, from case.json.")
     volume_ml: float | None = Field(default=None, ge=0, description="Volume in mL from the mask and voxel spacing.")
-    fraction_of_lesion: float | None = Field(default=None, ge=0, le=1, description="Share of the whole lesion volume.")
+    fraction_of_lesion: float | None = Field(
+        default=None, ge=0, le=1, description="Share of the whole lesion volume; only for parts of the lesion."
+    )
+    ratio_to_lesion: float | None = Field(
+        default=None, ge=0,
+        description="Margin ring: ring volume / lesion volume. The ring lies outside the lesion, so this is a "
+        "size ratio, not a share, and may exceed 1.",
+    )
     centroid_mm: tuple[float, float, float] | None = Field(default=None, description="Centroid in scanner mm (RAS).")
+    hemisphere: Hemisphere | None = Field(
+        default=None, description="Side of the centroid (RAS x), stated only for images in MNI152 space."
+    )
+    lobe: Lobe | None = Field(default=None, description="Lobe of the centroid, stated only for images in MNI152 space.")
+    location_basis: str | None = Field(default=None, description="How hemisphere and lobe were assigned.")
     change_ml: float | None = Field(default=None, description="Longitudinal: volume change since the previous time point.")
     change_percent: float | None = Field(default=None, description="Longitudinal: relative change, percent.")
+    baseline_timepoint: str | None = Field(default=None, description="Longitudinal: the earlier time point compared.")
+    baseline_date: dt.date | None = Field(default=None, description="Longitudinal: acquisition date of the earlier scan.")
+    baseline_volume_ml: float | None = Field(default=None, ge=0, description="Longitudinal: lesion volume on the earlier scan.")
+    interval_days: int | None = Field(default=None, ge=0, description="Longitudinal: days between the two scans (dated only).")
+    change_ml_per_month: float | None = Field(
+        default=None, description="Longitudinal: volume change per month (30.44 days), dated scans only."
+    )
+    rano_volumetric_range: RanoVolumetricRange | None = Field(
+        default=None,
+        description="Longitudinal: volumetric analogue of RANO's bidimensional thresholds (>= +40% volume ~ +25% "
+        "product: progression range; <= -65% volume ~ -50% product: response range). An approximation, not a "
+        "RANO assessment: RANO also needs clinical status, steroid dose and new lesions.",
+    )
     attribution: float | None = Field(default=None, ge=0, le=1, description="Share of imaging-branch attribution.")
     source: SourceRef = Field(description="Mask file and labels.")
 
@@ -133,6 +182,10 @@ class HistologyEvidence(ContractModel):
         default=None, description="x, y, width, height of the region, level-0 pixels."
     )
     attention: float | None = Field(default=None, ge=0, le=1, description="Attention-MIL weight of the region.")
+    attention_vs_uniform: float | None = Field(
+        default=None, ge=0, description="Attention x number of patches on the slide: 1 = uniform attention."
+    )
+    slide_patches: int | None = Field(default=None, ge=1, description="Number of patches on the slide (N of uniform 1/N).")
     pattern: str = Field(description="Histological pattern: necrosis, microvascular_proliferation, ...")
     value: str | bool | int | float | None = Field(default=None, description="Reported value (e.g. Ki-67 percent, grade).")
     origin: Literal["patch_attention", "pathologist_findings", "pattern_summary"] = Field(
@@ -223,6 +276,9 @@ class EvidenceChainReport(ContractModel):
     mechanism_evidence: list[MechanismEvidence] = Field(default_factory=list, description="Why: pathways and drivers.")
     markers: list[Marker] = Field(default_factory=list, description="Diagnostic markers: tested, not tested or predicted.")
     modality_contributions: dict[str, float] = Field(description="Fusion weight per modality present.")
+    clinical_context: ClinicalContext | None = Field(
+        default=None, description="Age, sex and presenting symptoms as recorded in case.json."
+    )
     consistency_flags: list[ConsistencyFlag] = Field(default_factory=list, description="Cross-modal checks that failed.")
     sampling_plan: list[SamplingTarget] = Field(default_factory=list, description="Sub-regions to sample, ranked.")
     uncertainty: Uncertainty = Field(description="Overall uncertainty statement.")

@@ -9,9 +9,11 @@ from fusion_models.imaging.habitats import (
     PHENOTYPE_LABELS,
     habitat_masks,
     habitat_stats,
+    hemisphere,
     intensity_ratio,
     margin_ring,
     margin_ring_mask,
+    mni_lobe,
     voxel_volume_ml,
 )
 
@@ -131,7 +133,8 @@ def test_margin_ring_around_one_voxel(width, voxels):
     assert ring.voxels == voxels
     assert ring.phenotype == "margin_ring"
     assert ring.centroid_mm == pytest.approx((4.0, 4.0, 4.0))
-    assert ring.fraction_of_lesion == 1.0  # ring larger than its one-voxel lesion: capped
+    # the ring lies outside its one-voxel lesion: no share of it, a size ratio that exceeds 1
+    assert ring.fraction_of_lesion is None and ring.ratio_to_lesion == voxels
 
 
 def test_margin_ring_uses_mm_on_anisotropic_voxels():
@@ -148,7 +151,7 @@ def test_margin_ring_of_a_cube_and_at_the_border():
     # only face neighbours lie within 2 mm on 2-mm voxels: 6 faces x 100
     assert ring.voxels == 600
     assert ring.volume_ml == pytest.approx(600 * 0.008)
-    assert ring.fraction_of_lesion == pytest.approx(0.6)
+    assert ring.ratio_to_lesion == pytest.approx(0.6)
     corner = np.zeros((6, 6, 6), dtype=np.int16)
     corner[0, 0, 0] = 2
     assert margin_ring_mask(corner, affine(), width_mm=1.0).sum() == 3
@@ -156,7 +159,7 @@ def test_margin_ring_of_a_cube_and_at_the_border():
 
 def test_margin_ring_of_empty_mask_and_bad_width():
     empty = margin_ring(np.zeros((4, 4, 4), dtype=np.int16), affine())
-    assert empty.voxels == 0 and empty.centroid_mm is None and empty.fraction_of_lesion == 0.0
+    assert empty.voxels == 0 and empty.centroid_mm is None and empty.ratio_to_lesion is None
     with pytest.raises(ValueError):
         margin_ring(cube_mask(), affine(), width_mm=0.0)
 
@@ -182,3 +185,22 @@ def test_intensity_ratio_undefined_cases():
     assert intensity_ratio(np.zeros((3, 3, 3)), some, some) is None
     with pytest.raises(ValueError):
         intensity_ratio(image, some[:2], some)
+
+
+@pytest.mark.parametrize(
+    ("point", "side", "lobe"),
+    [
+        ((-30.0, 40.0, 20.0), "left", "frontal"),  # middle frontal gyrus
+        ((25.0, 35.0, -15.0), "right", "frontal"),  # orbitofrontal cortex, in front of the temporal pole
+        ((50.0, -20.0, -15.0), "right", "temporal"),  # middle temporal gyrus
+        ((-35.0, -50.0, 45.0), "left", "parietal"),  # intraparietal sulcus
+        ((20.0, -90.0, 10.0), "right", "occipital"),  # occipital pole
+        ((38.0, 0.0, 5.0), "right", "insular"),
+        ((-10.0, -18.0, 8.0), "left", "deep_grey_matter"),  # thalamus
+        ((2.0, 40.0, 30.0), "midline", "frontal"),  # medial superior frontal, on the falx
+        ((20.0, -60.0, -30.0), "right", None),  # cerebellar hemisphere: no cerebral lobe
+    ],
+)
+def test_mni_location_rule(point, side, lobe):
+    assert hemisphere(point[0]) == side
+    assert mni_lobe(*point) == lobe

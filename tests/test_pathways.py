@@ -90,11 +90,18 @@ def test_zero_weights_carry_no_direction():
     assert singscore(TEN, ["g9", "g0"], weights=[1.0, 0.0]) == (pytest.approx(0.5), 1)
 
 
-def test_driver_genes_follow_the_score_direction():
-    assert driver_genes(TEN, ["g2", "g5", "g8"], top=2) == ("g8", "g5")
-    assert driver_genes(TEN, ["g0", "g1", "g6"], top=2) == ("g0", "g1")  # score < 0
-    # up {g9}, down {g0, g5}: oriented ranks 10, 11 - 1 = 10, 11 - 6 = 5; tie broken by symbol.
-    assert driver_genes(TEN, ["g9", "g0", "g5"], top=3, weights=[1.0, -1.0, -1.0]) == ("g0", "g9", "g5")
+def test_driver_genes_are_the_leading_edge_in_the_score_direction():
+    # ranks 3, 6, 9: score (6 - 2) / 7 - 0.5 = 0.07, neutral: nothing drives it
+    assert driver_genes(TEN, ["g2", "g5", "g8"], top=2) == ()
+    # ranks 1, 2, 7: score -0.31 (down); flipped ranks 10, 9, 4, and only those above 0.75 x 10 lead
+    assert driver_genes(TEN, ["g0", "g1", "g6"], top=3) == ("g0", "g1")
+    # up {g9}, down {g0, g5}: score 0.375; oriented ranks 10, 11 - 1 = 10, 11 - 6 = 5 (mid-distribution,
+    # not named); tie broken by symbol.
+    assert driver_genes(TEN, ["g9", "g0", "g5"], top=3, weights=[1.0, -1.0, -1.0]) == ("g0", "g9")
+
+
+def test_unmeasured_set_genes_are_never_drivers():
+    assert driver_genes(TEN, ["g9", "g8", "DEFB108B", "DEFA4"], top=5) == ("g9", "g8")
 
 
 def test_score_pathways_marks_small_overlaps_unassessable():
@@ -103,7 +110,7 @@ def test_score_pathways_marks_small_overlaps_unassessable():
     low, high = score_pathways(TEN, [small, large], min_genes=5)
     assert (low.assessable, low.score, low.n_genes, low.n_measured, low.driver_genes) == (False, 0.0, 5, 3, ())
     assert high.assessable and high.score == pytest.approx(0.5) and high.n_measured == 5
-    assert high.driver_genes == ("g9", "g8", "g7", "g6", "g5")
+    assert high.driver_genes == ("g9", "g8", "g7")  # ranks 10, 9, 8 lie above 0.75 x 10; g6, g5 do not
 
 
 def test_score_pathways_agrees_with_singscore_on_weighted_sets():

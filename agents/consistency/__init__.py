@@ -25,6 +25,8 @@ from agents.consistency.rules import (
 )
 from schemas.report import Conclusion, ConsistencyFlag, Uncertainty
 
+from agents.consistency import growth  # noqa: E402,F401  (registers its rule after the core rules)
+
 __all__ = [
     "ConsistencyContext",
     "ConsistencyResult",

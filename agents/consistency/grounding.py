@@ -7,6 +7,7 @@ invented one never does.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 
@@ -78,6 +79,9 @@ def values_of(*items: BaseModel) -> list[float]:
 
 def _collect(value: object, out: list[float]) -> None:
     if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, dt.date):  # a date is quoted as YYYY-MM-DD, whose year reads as a number
+        out.extend(numbers_in(value.isoformat()))
         return
     if isinstance(value, (int, float)):
         out.append(float(value))

@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 from schemas.case import PathologyFindings
 from schemas.common import SourceRef
-from schemas.fusion import FusionOutput
+from schemas.fusion import FusionOutput, PatchAttention
 from schemas.report import HistologyEvidence, SpatialEvidence
 
 FINDINGS_FILE = "pathology/findings.json"
 FINDING_FIELDS = ("who_grade", "histology", "necrosis", "microvascular_proliferation", "cellularity", "ki67_percent")
 # Pattern fractions below this are noise at the patch counts slides give us.
 MIN_PATTERN_FRACTION = 0.10
+# A patch is cited only where its attention stands clearly above uniform (1/N on a slide
+# of N patches): at least CITE_TIMES_UNIFORM / N and within the slide's top
+# CITE_TOP_FRACTION of patches (the top one at least). Both scale with N, so a slide of
+# 100,000 patches still cites its real peaks and flat attention cites nothing.
+# Background is never cited: it says where the model looked, not what the tumour is.
+CITE_TIMES_UNIFORM = 3.0
+CITE_TOP_FRACTION = 0.01
+UNCITED_PATTERNS = ("background",)
+
+
+def citable_patches(patches: Sequence[PatchAttention]) -> list[tuple[PatchAttention, float]]:
+    """The patches worth citing, each with its attention relative to uniform (attention x N).
+
+    A patch without its slide's patch count cannot be compared with uniform and is not cited.
+    """
+    cited = []
+    ranks: dict[str, int] = {}
+    for patch in sorted(patches, key=lambda p: (p.slide_id, -p.attention)):
+        rank = ranks[patch.slide_id] = ranks.get(patch.slide_id, -1) + 1
+        n = patch.slide_patches
+        if n is None or patch.pattern in UNCITED_PATTERNS:
+            continue
+        ratio = patch.attention * n
+        if ratio >= CITE_TIMES_UNIFORM and rank < max(1, math.ceil(CITE_TOP_FRACTION * n)):
+            cited.append((patch, ratio))
+    return cited
 
 
 def sampled_unit(findings: PathologyFindings | None, spatial: list[SpatialEvidence]) -> str | None:
@@ -43,11 +72,12 @@ def histology_evidence(
                      linked_spatial_unit=linked, source=SourceRef(file=FINDINGS_FILE, locator="sampled_region"))
             )
     if fusion is not None:
-        for patch in fusion.patch_attention:
+        for patch, ratio in citable_patches(fusion.patch_attention):
             x, y = patch.coord_level0
             size = patch.patch_size_level0
             items.append(
-                dict(slide_id=patch.slide_id, bbox_level0=(x, y, size, size), attention=round(patch.attention, 4),
+                dict(slide_id=patch.slide_id, bbox_level0=(x, y, size, size), attention=round(patch.attention, 6),
+                     attention_vs_uniform=round(ratio, 1), slide_patches=patch.slide_patches,
                      pattern=patch.pattern, value=round(patch.pattern_probability, 3), origin="patch_attention",
                      linked_spatial_unit=linked,
                      source=SourceRef(file=slide_files.get(patch.slide_id, patch.slide_id),

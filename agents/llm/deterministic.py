@@ -6,6 +6,7 @@ a conclusion, flag or recommendation.
 
 from __future__ import annotations
 
+from agents.evidence.risk import risk_group
 from agents.evidence.votes import cite, evidence_votes
 from agents.llm.registry import DraftInputs, register_drafting_backend
 from schemas.fusion import TaskPrediction
@@ -47,7 +48,7 @@ class DeterministicDrafter:
             probability=class_probabilities[label],
             class_probabilities=class_probabilities,
             score=None if prediction.score is None else round(prediction.score, 4),
-            risk_group=prediction.risk_group,
+            risk_group=risk_group(prediction),
             confidence="low",
             confidence_basis=PRELIMINARY_BASIS,
             modalities_used=list(d.fusion.modalities_used),

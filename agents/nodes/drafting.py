@@ -6,6 +6,7 @@ from langgraph.runtime import Runtime
 
 from agents import resources
 from agents.context import Settings
+from agents.evidence.clinical_context import clinical_context
 from agents.llm import DraftInputs, create_drafting_backend
 from agents.provenance import build_provenance
 from agents.state import CaseState
@@ -34,4 +35,7 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         provenance=build_provenance(settings, models, inputs.files_read, inputs.conversions),
         programme_of={p.id: p.programme for p in kb.pathways if p.programme},
     )
-    return {"draft": create_drafting_backend(settings.drafting_backend).draft(draft_inputs)}
+    draft = create_drafting_backend(settings.drafting_backend).draft(draft_inputs)
+    # Quoted data from case.json, set here so that no drafting backend can reword or drop it.
+    context = clinical_context(inputs.manifest, fusion.modality_contributions)
+    return {"draft": draft.model_copy(update={"clinical_context": context})}

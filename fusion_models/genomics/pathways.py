@@ -92,16 +92,30 @@ def _score(ranked: _Ranked, up: np.ndarray, down: np.ndarray) -> float:
     return float(np.mean(parts)) if parts else float("nan")
 
 
+# A driver moves with its pathway: among the sample's measured genes it ranks in the outer
+# quarter on the side of the score (top quarter for an up set when the score is up). The
+# drivers are the leading edge, the set genes that push the score furthest, so a gene
+# that sits mid-distribution, or moves against the pathway, is never named.
+LEADING_EDGE_QUANTILE = 0.75
+
+
 def _drivers(ranked: _Ranked, up: np.ndarray, down: np.ndarray, score: float, top: int) -> tuple[str, ...]:
-    """Set genes that push the score furthest in its own direction; ties broken by symbol."""
-    if not np.isfinite(score):
+    """Leading-edge set genes of a directional score, most extreme first; ties broken by symbol.
+
+    None for a score without direction (NaN or `direction` neutral): nothing drives it.
+    """
+    if not np.isfinite(score) or direction(score) == "neutral":
         return ()
     total = len(ranked.ranks)
-    # A down-set gene pushes the score up when it ranks low, so orient its rank first.
+    # A down-set gene pushes the score up when it ranks low, so orient its rank first;
+    # for a down score, flip again so that a high value always means "moves with the score".
     oriented = np.concatenate([ranked.ranks[up], total + 1 - ranked.ranks[down]])
+    if score < 0:
+        oriented = total + 1 - oriented
     names = ranked.names[np.concatenate([up, down])]
-    key = -oriented if score >= 0 else oriented
-    return tuple(str(name) for name in names[np.lexsort((names, key))][:top])
+    edge = oriented > LEADING_EDGE_QUANTILE * total
+    names, oriented = names[edge], oriented[edge]
+    return tuple(str(name) for name in names[np.lexsort((names, -oriented))][:top])
 
 
 def singscore(expression: pd.Series, genes: Sequence[str], weights: Sequence[float] | None = None) -> tuple[float, int]:
@@ -117,7 +131,7 @@ def singscore(expression: pd.Series, genes: Sequence[str], weights: Sequence[flo
 def driver_genes(
     expression: pd.Series, genes: Sequence[str], top: int = 5, *, weights: Sequence[float] | None = None
 ) -> tuple[str, ...]:
-    """The set genes with the most extreme ranks in the direction of the set's score."""
+    """The leading-edge set genes: measured, moving with the set's score, most extreme first."""
     ranked = _Ranked.of(expression)
     up, down = _split(ranked.locate([genes])[0], weights)
     return _drivers(ranked, up, down, _score(ranked, up, down), top)

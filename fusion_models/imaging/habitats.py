@@ -33,7 +33,8 @@ class HabitatStat:
     voxels: int
     volume_ml: float
     centroid_mm: tuple[float, float, float] | None
-    fraction_of_lesion: float
+    fraction_of_lesion: float | None  # parts of the lesion only; None for the margin ring
+    ratio_to_lesion: float | None = None  # margin ring volume / lesion volume (outside the lesion, may exceed 1)
 
 
 def voxel_volume_ml(affine: np.ndarray) -> float:
@@ -140,10 +141,9 @@ def margin_ring_mask(mask: np.ndarray, affine: np.ndarray, width_mm: float = 5.0
 def margin_ring(mask: np.ndarray, affine: np.ndarray, width_mm: float = 5.0) -> HabitatStat:
     """The margin ring (see margin_ring_mask) as a spatial unit.
 
-    fraction_of_lesion is ring volume / lesion volume, capped at 1: the ring lies outside
-    the lesion, so the ratio is a relative size, and the report's field is a fraction in
-    [0, 1] (a ring larger than its lesion reads 1). `labels` is empty: no ring voxel
-    carries a lesion label.
+    The ring lies outside the lesion, so it is no part of it: `fraction_of_lesion` is None
+    and `ratio_to_lesion` (ring volume / lesion volume) states its relative size, which
+    exceeds 1 around small lesions. `labels` is empty: no ring voxel carries a lesion label.
     """
     ring = margin_ring_mask(mask, affine, width_mm)
     lesion_voxels = int((np.asarray(mask) > 0).sum())
@@ -154,8 +154,49 @@ def margin_ring(mask: np.ndarray, affine: np.ndarray, width_mm: float = 5.0) -> 
         voxels=voxels,
         volume_ml=voxels * voxel_volume_ml(affine),
         centroid_mm=centroid_mm(ring, affine),
-        fraction_of_lesion=min(voxels / lesion_voxels, 1.0) if lesion_voxels else 0.0,
+        fraction_of_lesion=None,
+        ratio_to_lesion=voxels / lesion_voxels if lesion_voxels else None,
     )
+
+
+# Location in MNI152 space by a coordinate rule, not an atlas lookup: nilearn's
+# Harvard-Oxford atlas is downloaded at run time, and no lobe atlas ships offline with
+# our packages (nilearn ships only the MNI152 templates and ROI lists without lobes).
+# Boundaries are the usual MNI landmarks, so a lobe near a boundary is approximate:
+# midline band |x| < 5 mm; deep grey matter (basal ganglia, thalamus) |x| < 25,
+# -35 <= y <= 20, -10 <= z <= 20; insula 28 <= |x| <= 42, -30 <= y <= 25, -15 <= z <= 20;
+# below z = -25 behind y = -40 lies the posterior fossa (no cerebral lobe); occipital
+# behind the parieto-occipital sulcus, y < -70; temporal below the Sylvian fissure,
+# z < 0 lateral to |x| = 25 and behind y = 25 (orbitofrontal cortex lies in front);
+# frontal in front of the central sulcus, y >= -20; parietal the rest.
+MIDLINE_MM = 5.0
+LOCATION_BASIS = (
+    "MNI152 coordinate rule on the centroid (approximate lobe boundaries; no offline lobe atlas): "
+    "fusion_models/imaging/habitats.py"
+)
+
+
+def hemisphere(x_mm: float) -> str:
+    """RAS x: negative is the patient's left; within MIDLINE_MM of 0 it is midline."""
+    if abs(x_mm) < MIDLINE_MM:
+        return "midline"
+    return "left" if x_mm < 0 else "right"
+
+
+def mni_lobe(x_mm: float, y_mm: float, z_mm: float) -> str | None:
+    """Lobe of an MNI152 point by the landmark rule above; None in the posterior fossa."""
+    ax = abs(x_mm)
+    if ax < 25 and -35 <= y_mm <= 20 and -10 <= z_mm <= 20:
+        return "deep_grey_matter"
+    if 28 <= ax <= 42 and -30 <= y_mm <= 25 and -15 <= z_mm <= 20:
+        return "insular"
+    if z_mm < -25 and y_mm < -40:
+        return None
+    if y_mm < -70:
+        return "occipital"
+    if z_mm < 0 and ax >= 25 and y_mm <= 25:
+        return "temporal"
+    return "frontal" if y_mm >= -20 else "parietal"
 
 
 def intensity_ratio(image: np.ndarray, region_mask: np.ndarray, reference_mask: np.ndarray) -> float | None:

@@ -24,6 +24,7 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ALLOWED_LABELS = (0, *LESION_LABELS)
 # Sequences on the mask's grid may differ in the affine by header rounding, not by a voxel.
 AFFINE_TOLERANCE_MM = 1e-3
+MNI152_XFORM_CODE = 4  # NIfTI sform/qform code for MNI152 template space
 _NIFTI_ERRORS = (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile, ImageFileError)
 
 
@@ -37,6 +38,7 @@ class ImagingTimepoint:
     affine: np.ndarray  # 4x4 voxel->mm (RAS) from the NIfTI
     sequences: dict[str, np.ndarray]  # e.g. {"t1c": float32 array, "flair": ...}, same grid as mask
     files: dict[str, str]  # role ("mask", "t1c", ...) -> path relative to the case folder
+    mni152: bool = False  # the mask's header says MNI152 space, so atlas coordinates apply
 
     @cached_property
     def habitats(self) -> list[HabitatStat]:
@@ -61,6 +63,12 @@ def load_nifti(path: Path, case_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         raise InputError(rel, "affine", "voxel-to-mm matrix is singular or not finite")
     return data, affine
+
+
+def in_mni152(path: Path) -> bool:
+    """The NIfTI header's sform or qform code says MNI152 template space."""
+    header = nib.load(path).header
+    return MNI152_XFORM_CODE in (int(header.get("sform_code", 0)), int(header.get("qform_code", 0)))
 
 
 def check_labels(data: np.ndarray, rel: str) -> np.ndarray:
@@ -96,12 +104,14 @@ def load_timepoint(
     unusable: list[UnusableModality] = []
     files: dict[str, str] = {}
     mask: np.ndarray | None = None
+    mni152 = False
     grid: tuple[tuple[int, ...], np.ndarray] | None = None  # shape and affine every file must share
     mask_rel = (folder / MASK_FILE).relative_to(case_dir).as_posix()
     if (folder / MASK_FILE).is_file():
         try:
             data, affine = load_nifti(folder / MASK_FILE, case_dir)
             mask = check_labels(data, mask_rel)
+            mni152 = in_mni152(folder / MASK_FILE)
             grid, files["mask"] = (mask.shape, affine), mask_rel
         except InputError as exc:
             unusable.append(_unusable(exc))
@@ -124,7 +134,7 @@ def load_timepoint(
         sequences[role], files[role] = data.astype(np.float32, copy=False), rel
     if grid is None:
         return None, unusable
-    return ImagingTimepoint(folder.name, date, mask, grid[1], sequences, files), unusable
+    return ImagingTimepoint(folder.name, date, mask, grid[1], sequences, files, mni152), unusable
 
 
 def check_grid(
