@@ -8,6 +8,7 @@ import shutil
 import pytest
 from jsonschema import Draft202012Validator
 
+from agents.evidence.risk import SURVIVAL_BANDS
 from agents.runner import BATCH_SUMMARY, run_batch
 from schemas.common import CONFIDENCE_ORDER
 from schemas.export import load_schema
@@ -144,11 +145,44 @@ def test_longitudinal_growth_is_measured(demo_reports, ground_truth):
     assert len(longitudinal) == 1 and longitudinal[0].change_percent >= 25.0
 
 
-def test_slide_case_is_tiled_and_attended(demo_reports, ground_truth):
+def test_growth_of_the_non_enhancing_lesion_is_up_front_and_flagged(demo_reports, ground_truth):
+    """DEMO-007's situation: a non-enhancing lesion grows about 70% in three months between dated scans."""
+    out, _ = demo_reports
+    (case_id,) = cases_in(ground_truth, "longitudinal_growth")
+    report = report_of(out, case_id)
+    (change,) = [s for s in report.spatial_evidence if s.unit_level == "longitudinal"]
+    assert change.baseline_date and change.timepoint_date and change.interval_days > 60
+    assert change.change_ml_per_month > 0 and change.rano_volumetric_range == "progression_range"
+    summary = next(s for s in report.narrative if s.key == "summary")
+    (growth,) = [s for s in summary.sentences if change.id in s.evidence]
+    assert growth.grounded and "not a RANO assessment" in growth.text.en
+    (flag,) = [f for f in report.consistency_flags if f.kind == "significant_growth"]
+    assert change.id in flag.evidence and "biopsy" in flag.recommended_action
+
+
+def test_cited_patches_stand_well_above_uniform_and_are_never_background(demo_reports, ground_truth):
+    out, _ = demo_reports
+    for case_id in ground_truth:
+        for h in report_of(out, case_id).histology_evidence:
+            if h.origin == "patch_attention":
+                assert h.pattern != "background" and h.attention_vs_uniform >= 3.0 and h.slide_patches
+
+
+def test_slide_case_is_tiled(demo_reports, ground_truth):
     out, _ = demo_reports
     (case_id,) = cases_in(ground_truth, "slide_case")
-    attended = [h for h in report_of(out, case_id).histology_evidence if h.origin == "patch_attention"]
-    assert attended and all(h.source.file.endswith(".tif") and h.bbox_level0 for h in attended)
+    tissue = [h for h in report_of(out, case_id).histology_evidence if h.origin in ("patch_attention", "pattern_summary")]
+    assert tissue and all(".tif" in h.source.file for h in tissue)
+
+
+def test_risk_group_agrees_with_estimated_survival_in_every_report(demo_reports, ground_truth):
+    out, _ = demo_reports
+    for case_id in ground_truth:
+        report = report_of(out, case_id)
+        risk = next(c for c in report.conclusions if c.task == "risk")
+        assert risk.risk_group == SURVIVAL_BANDS.group(risk.class_probabilities["event_free_at_24m"])
+        text = " ".join(s.text.en for section in report.narrative for s in section.sentences)
+        assert "estimated 2-year survival" in text and "death within" not in text
 
 
 def test_every_narrative_sentence_cites_existing_evidence(demo_reports, ground_truth):
