@@ -20,7 +20,6 @@ from typing import Any
 from agents.consistency.grounding import fmt, fmt_percent, fmt_probability
 from agents.narrative import SECTION_ORDER
 from prompts import LANGUAGES, Phrase, localise, phrase_table, render_template, term
-from schemas.common import SourceRef
 from schemas.report import EvidenceChainReport, LocalisedText, Sentence
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
@@ -56,8 +55,16 @@ class EvidenceSource:
     """Where an evidence id came from; `anchored` when a sentence already carries its link target."""
 
     id: str
-    source: SourceRef
+    locator: str | None
     anchored: bool
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One input file and the evidence read from it: a row per file keeps the list short."""
+
+    file: str
+    items: list[EvidenceSource]
 
 
 def _subjects(report: EvidenceChainReport) -> dict[str, set[str]]:
@@ -72,7 +79,7 @@ def _subjects(report: EvidenceChainReport) -> dict[str, set[str]]:
     }
 
 
-def layout(report: EvidenceChainReport) -> tuple[list[Section], list[EvidenceSource]]:
+def layout(report: EvidenceChainReport) -> tuple[list[Section], list[SourceFile]]:
     """The sections in narrative order, each sentence with its link target, and the sources of all evidence."""
     subjects = _subjects(report)
     anchored: set[str] = set()
@@ -86,9 +93,10 @@ def layout(report: EvidenceChainReport) -> tuple[list[Section], list[EvidenceSou
                 anchored.add(anchor)
             items.append(Item(s, anchor))
         sections.append(Section(section.key, section.title, items))
-    evidence = [*report.spatial_evidence, *report.histology_evidence, *report.mechanism_evidence]
-    sources = [EvidenceSource(e.id, e.source, e.id in anchored) for e in evidence]
-    return sections, sources
+    files: dict[str, list[EvidenceSource]] = {}
+    for e in (*report.spatial_evidence, *report.histology_evidence, *report.mechanism_evidence):
+        files.setdefault(e.source.file, []).append(EvidenceSource(e.id, e.source.locator, e.id in anchored))
+    return sections, [SourceFile(file, items) for file, items in files.items()]
 
 
 def _with_tables(sections: list[Section], report: EvidenceChainReport) -> list[Section]:

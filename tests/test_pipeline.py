@@ -15,13 +15,6 @@ from schemas.report import EvidenceChainReport
 
 
 @pytest.fixture(scope="session")
-def demo_reports(demo_cohort, settings, tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo_reports")
-    results = run_batch(demo_cohort, out, settings, progress=False)
-    return out, {r.case_id: r for r in results}
-
-
-@pytest.fixture(scope="session")
 def ground_truth(demo_cohort):
     return json.loads((demo_cohort / "ground_truth.json").read_text())["cases"]
 
