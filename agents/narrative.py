@@ -268,9 +268,9 @@ def _mechanism_clauses(m: MechanismEvidence) -> list[FieldValue]:
         elif m.activity is not None:
             clauses.append(Phrase("clause.vaf", {"v": fmt(m.activity, VAF_DECIMALS)}))
     if m.driver_genes:
-        clauses.append(Phrase("clause.genes", {"genes": Listing(tuple(m.driver_genes), "comma")}))
+        clauses.append(Phrase("clause.genes", {"genes": Listing(tuple(m.driver_genes), "list")}))
     if m.knowledge_refs:
-        clauses.append(Phrase("clause.knowledge", {"refs": Listing(tuple(m.knowledge_refs), "comma")}))
+        clauses.append(Phrase("clause.knowledge", {"refs": Listing(tuple(m.knowledge_refs), "list")}))
     return clauses
 
 

@@ -37,11 +37,11 @@ class Term:
 @dataclass(frozen=True)
 class Listing:
     """Items joined as prose, in the language's punctuation: nouns 'a, b and c' ('and'), clauses
-    'a, b and c' ('clause': Chinese joins clauses with a comma, never with 和), 'a, b, c' ('comma')
-    or 'a; b; c' ('semicolon')."""
+    'a, b and c' ('clause': Chinese joins clauses with a comma, never with 和), an enumeration 'a, b, c'
+    ('list': Chinese 、), clauses 'a, b, c' ('comma': Chinese ，) or 'a; b; c' ('semicolon')."""
 
     items: tuple[FieldValue, ...]
-    style: Literal["and", "clause", "comma", "semicolon"] = "and"
+    style: Literal["and", "clause", "list", "comma", "semicolon"] = "and"
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def render(value: FieldValue, lang: str) -> str:
 
 def _join(items: list[str], lang: str, style: str) -> str:
     table = phrase_table(lang)
-    if style in ("comma", "semicolon"):
+    if style in ("list", "comma", "semicolon"):
         return table[f"join.{style}"].join(items)
     if len(items) < 2:
         return "".join(items)

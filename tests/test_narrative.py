@@ -109,7 +109,7 @@ def test_discordant_report_opens_with_the_critical_flag_and_its_action():
     assert first_target.evidence == ["S2"]
     diagnosis = section(report, "diagnosis").sentences
     assert diagnosis[0].text.en.startswith("Grade: G4 (probability 0.91), confidence low: ")
-    assert "F1 (warning), F2 (critical)" in diagnosis[0].text.en and "F1（警告），F2（严重）" in diagnosis[0].text.zh
+    assert "F1 (warning), F2 (critical)" in diagnosis[0].text.en and "因F1（警告）、F2（严重）下调" in diagnosis[0].text.zh
     assert diagnosis[1].evidence == ["H1"]  # the evidence against the grade is cited
 
 

@@ -64,7 +64,7 @@ def confidence_basis(
     if relevant:
         cited = Listing(tuple(
             Phrase("basis.flag_item", {"id": r.flag.id, "severity": Term("severity", r.flag.severity)}) for r in relevant
-        ), "comma")
+        ), "list")
         basis.append(Phrase("basis.lowered", {"flags": cited}))
         level = lowered(level, sum(LEVELS_LOWERED[r.flag.severity] for r in relevant))
     basis.append(Phrase("basis.level", {"level": Term("confidence", level)}))
