@@ -36,7 +36,6 @@ from agents.consistency.grounding import (
 from agents.consistency.rules import FlagText
 from prompts import FieldValue, Listing, Phrase, Term, localise
 from schemas.report import (
-    Conclusion,
     ConsistencyFlag,
     EvidenceChainReport,
     HistologyEvidence,

@@ -23,7 +23,7 @@ from html.parser import HTMLParser
 import pytest
 
 from agents.narrative import SECTION_ORDER
-from agents.render import render_html, render_markdown
+from agents.render import render_html
 from prompts import phrase_table
 from schemas.report import EvidenceChainReport
 
