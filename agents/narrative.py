@@ -4,6 +4,10 @@ Sentences come from the phrase tables in prompts/ (one phrase per sentence kind 
 language), so numbers are formatted once and read the same in both languages. Each
 sentence is checked against the numbers of what it cites: `grounded=False` marks a
 sentence with a number that the cited evidence does not state.
+
+`SECTION_ORDER` is the one place that orders a report: what the board must decide first,
+then the conclusions, then the evidence. A new section is a key there, a builder in
+`_BUILDERS` and a `section.<key>` phrase; a section with no sentences is left out.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import BaseModel
 
-from agents.consistency.confidence import modality_phrase, uncertainty_phrases
+from agents.consistency.confidence import HIGH_PROBABILITY, MODERATE_PROBABILITY, uncertainty_phrases
 from agents.consistency.growth import growth_phrase
 from agents.consistency.grounding import (
     ACTIVITY_DECIMALS,
@@ -26,6 +30,7 @@ from agents.consistency.grounding import (
     cited_values,
     fmt,
     fmt_percent,
+    fmt_probability,
     sentence_is_grounded,
     values_of,
 )
@@ -34,49 +39,66 @@ from agents.evidence.risk import RISK_SCALE, SURVIVAL_BANDS, conclusion_survival
 from agents.evidence.spatial import RANO_VOLUMETRIC
 from prompts import FieldValue, Listing, Phrase, Term, localise
 from schemas.report import (
+    Conclusion,
     ConsistencyFlag,
     EvidenceChainReport,
     HistologyEvidence,
     LocalisedText,
     MechanismEvidence,
     NarrativeSection,
-    Conclusion,
     Sentence,
     SpatialEvidence,
 )
 
-SECTION_KEYS = ("summary", "spatial", "histology", "mechanism", "consistency", "plan", "uncertainty")
+SECTION_ORDER = ("decisions", "diagnosis", "markers", "growth", "spatial", "histology", "mechanism", "plan", "uncertainty")
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+# Marker statuses that leave a test for the board to order.
+OPEN_MARKER_STATUSES = ("not_tested", "predicted")
+# The band edges a confidence basis states.
+_BASIS_CONSTANTS = (HIGH_PROBABILITY, MODERATE_PROBABILITY)
 
 
 def build_narrative(
-    report: EvidenceChainReport, flag_texts: Mapping[str, FlagText] | None = None
+    report: EvidenceChainReport,
+    flag_texts: Mapping[str, FlagText] | None = None,
+    basis_texts: Mapping[str, LocalisedText] | None = None,
 ) -> list[NarrativeSection]:
-    """Sections summary .. uncertainty. `flag_texts` (from `check_consistency`) gives flags their Chinese text;
-    a flag without one, or edited since, is shown with its English message inside the Chinese sentence."""
+    """The sections of `SECTION_ORDER` that have something to say.
+
+    `flag_texts` and `basis_texts` (from `check_consistency`) give flags and confidence bases their
+    Chinese; a flag or basis without one, or edited since, is quoted in its English wording."""
     builders: dict[str, Callable[[], list[Sentence]]] = {
-        "summary": lambda: _summary(report),
+        "decisions": lambda: _decisions(report, flag_texts or {}),
+        "diagnosis": lambda: _diagnosis(report, basis_texts or {}),
+        "growth": lambda: _growth(report),
         "spatial": lambda: _spatial(report),
         "histology": lambda: _histology(report),
         "mechanism": lambda: _mechanism(report),
-        "consistency": lambda: _consistency(report, flag_texts or {}),
         "plan": lambda: _plan(report),
         "uncertainty": lambda: _uncertainty(report),
     }
-    return [
+    sections = [
         NarrativeSection(key=key, title=localise(Phrase(f"section.{key}")), sentences=builders[key]())
-        for key in SECTION_KEYS
+        for key in SECTION_ORDER if key in builders
     ]
+    return [s for s in sections if s.sentences]
 
 
 def _sentence(
-    report: EvidenceChainReport, phrase: Phrase, evidence: Sequence[str], about: Sequence[BaseModel] = ()
+    report: EvidenceChainReport, phrase: Phrase, evidence: Sequence[str], about: Sequence[BaseModel] = (),
+    values: Sequence[float] = (),
 ) -> Sentence:
-    """A sentence citing `evidence`; `about` holds the non-evidence items (a conclusion, a target) it quotes."""
+    """A sentence citing `evidence`; `about` holds the non-evidence items (a conclusion, a target) it quotes,
+    `values` the constants of a rule it states (thresholds)."""
     text = localise(phrase)
     cited = list(dict.fromkeys(evidence))
-    values = cited_values(report, cited) + values_of(*about)
-    return Sentence(text=text, evidence=cited, grounded=sentence_is_grounded(text.en, values))
+    numbers = cited_values(report, cited) + values_of(*about) + list(values)
+    return Sentence(text=text, evidence=cited, grounded=sentence_is_grounded(text.en, numbers))
+
+
+def _quoted(text: str) -> LocalisedText:
+    """Text kept in its own words (a reviewer's edit, a loader's reason) and quoted where it is not translated."""
+    return localise(Phrase("quote.source", {"text": text}))
 
 
 def _flag_ids(report: EvidenceChainReport, kind: str, modality: str | None = None) -> list[str]:
@@ -93,23 +115,47 @@ def _absent(report: EvidenceChainReport, modality: str, missing_key: str, empty_
     return [_sentence(report, Phrase(empty_key), _flag_ids(report, "unusable_input", modality))]
 
 
-def _summary(report: EvidenceChainReport) -> list[Sentence]:
-    sentences = [_sentence(report, modality_phrase(report.modalities), _flag_ids(report, "missing_modality"))]
-    sentences += _clinical_context(report)
+def _decisions(report: EvidenceChainReport, flag_texts: Mapping[str, FlagText]) -> list[Sentence]:
+    """What the board must decide: every flag with its action, most severe first, then the tests not done."""
+    # sorted() is stable: flags keep their F order within a severity
+    ordered = sorted(report.consistency_flags, key=lambda f: SEVERITY_ORDER[f.severity])
+    sentences = []
+    for flag in ordered:
+        text = _flag_text(flag, flag_texts)
+        phrase = Phrase("decisions.flag", {
+            "severity": Term("severity", flag.severity), "kind": Term("flag_kind", flag.kind),
+            "message": text.message, "action": text.action,
+        })
+        sentences.append(_sentence(report, phrase, [flag.id, *flag.evidence]))
+    open_markers = [m for m in report.markers if m.status in OPEN_MARKER_STATUSES]
+    if open_markers:
+        names = Listing(tuple(Term("marker", m.marker) for m in open_markers))
+        evidence = [i for m in open_markers for i in m.evidence]
+        sentences.append(_sentence(report, Phrase("decisions.missing_tests", {"markers": names}), evidence))
+    if not sentences:
+        sentences.append(_sentence(report, Phrase("decisions.none"), []))
+    return sentences
+
+
+def _diagnosis(report: EvidenceChainReport, basis_texts: Mapping[str, LocalisedText]) -> list[Sentence]:
+    """Each conclusion with its probability, confidence and why; then the evidence against it."""
+    sentences = _clinical_context(report)
     for c in report.conclusions:
+        basis = basis_texts.get(c.task)
         fields: dict[str, FieldValue] = {
             "task": Term("task", c.task), "label": Term("label", c.label),
-            "p": fmt(c.probability, PROBABILITY_DECIMALS), "confidence": Term("confidence", c.confidence),
+            "p": fmt_probability(c.probability), "confidence": Term("confidence", c.confidence),
+            "basis": basis if basis is not None and basis.en == c.confidence_basis else _quoted(c.confidence_basis),
         }
         survival = conclusion_survival(c)
         if survival is not None and c.score is not None:
             sentences.append(_risk_sentence(report, c, survival))
         else:
-            sentences.append(_sentence(report, Phrase("summary.conclusion", fields), c.supporting_evidence, about=(c,)))
+            phrase = Phrase("summary.conclusion", fields)
+            sentences.append(_sentence(report, phrase, c.supporting_evidence, about=(c,), values=_BASIS_CONSTANTS))
         if c.contradicting_evidence:
             against = Phrase("summary.against", {"task": Term("task", c.task), "label": Term("label", c.label)})
             sentences.append(_sentence(report, against, c.contradicting_evidence, about=(c,)))
-    sentences += _growth(report)
     return sentences
 
 
@@ -169,29 +215,28 @@ def _spatial_clauses(s: SpatialEvidence) -> list[FieldValue]:
         clauses.append(Phrase("clause.ratio_to_lesion", {"r": fmt(s.ratio_to_lesion, PROBABILITY_DECIMALS)}))
     if s.attribution is not None:
         clauses.append(Phrase("clause.attribution", {"pct": fmt_percent(s.attribution)}))
-    if s.unit_level == "longitudinal":
-        clauses.append(growth_phrase(s))
     if s.hemisphere is not None:
         lobe: FieldValue = Term("lobe", s.lobe) if s.lobe else Term("lobe", "none")
         clauses.append(Phrase("clause.location", {"side": Term("hemisphere", s.hemisphere), "lobe": lobe}))
     if s.centroid_mm is not None:
         x, y, z = (fmt(c, MM_DECIMALS) for c in s.centroid_mm)
         clauses.append(Phrase("clause.centroid", {"x": x, "y": y, "z": z}))
-    if s.timepoint_date is not None and s.unit_level != "longitudinal":
+    if s.timepoint_date is not None:
         clauses.append(Phrase("clause.scan_date", {"date": s.timepoint_date.isoformat()}))
     return clauses
+
+
+def _spatial_sentence(report: EvidenceChainReport, s: SpatialEvidence) -> Sentence:
+    return _sentence(report, Phrase("spatial.unit", {
+        "phenotype": Term("phenotype", s.phenotype), "unit": s.unit_id, "level": Term("unit_level", s.unit_level),
+        "details": Listing(tuple(_spatial_clauses(s)), "comma"),
+    }), [s.id])
 
 
 def _spatial(report: EvidenceChainReport) -> list[Sentence]:
     if not report.spatial_evidence:
         return _absent(report, "imaging", "spatial.none_missing", "spatial.none")
-    return [
-        _sentence(report, Phrase("spatial.unit", {
-            "phenotype": Term("phenotype", s.phenotype), "unit": s.unit_id, "level": Term("unit_level", s.unit_level),
-            "details": Listing(tuple(_spatial_clauses(s)), "comma"),
-        }), [s.id])
-        for s in report.spatial_evidence
-    ]
+    return [_spatial_sentence(report, s) for s in report.spatial_evidence if s.unit_level != "longitudinal"]
 
 
 def _number(value: float) -> str:
@@ -204,14 +249,15 @@ def _finding_phrase(h: HistologyEvidence) -> Phrase:
     if h.pattern == "who_grade" and isinstance(v, (int, float)) and not isinstance(v, bool):
         return Phrase("histology.who_grade", {"grade": _number(v)})
     if h.pattern in ("necrosis", "microvascular_proliferation") and isinstance(v, bool):
-        presence = Term("presence", str(v).lower())
+        presence = Term("presence", str(v).lower())  # 'true' / 'false', never Python's True / False
         return Phrase("histology.feature", {"pattern": Term("pattern", h.pattern), "presence": presence})
     if h.pattern == "cellularity":
         return Phrase("histology.cellularity", {"value": Term("cellularity", str(v))})
     if h.pattern == "ki67_percent" and isinstance(v, (int, float)) and not isinstance(v, bool):
         return Phrase("histology.ki67", {"pct": f"{_number(v)}%"})
     if h.pattern == "histology":
-        return Phrase("histology.diagnosis", {"text": str(v)})
+        # Quoted as written, less its closing full stop: the sentence around the quote supplies one.
+        return Phrase("histology.diagnosis", {"text": str(v).strip().rstrip(".。")})
     if h.pattern == "sampled_region":
         region = Term("phenotype", str(v))
         if h.linked_spatial_unit:
@@ -229,7 +275,7 @@ def _patch_phrase(h: HistologyEvidence) -> Phrase:
     elif h.attention is not None:
         clauses.append(Phrase("clause.attention", {"a": fmt(h.attention, ATTENTION_DECIMALS)}))
     if isinstance(h.value, float):
-        clauses.append(Phrase("clause.pattern_probability", {"p": fmt(h.value, PROBABILITY_DECIMALS)}))
+        clauses.append(Phrase("clause.pattern_probability", {"p": fmt_probability(h.value)}))
     if h.bbox_level0 is not None:
         x, y, w, hh = (str(c) for c in h.bbox_level0)
         clauses.append(Phrase("clause.bbox", {"x": x, "y": y, "w": w, "h": hh}))
@@ -273,10 +319,25 @@ def _mechanism_clauses(m: MechanismEvidence) -> list[FieldValue]:
         elif m.activity is not None:
             clauses.append(Phrase("clause.vaf", {"v": fmt(m.activity, VAF_DECIMALS)}))
     if m.driver_genes:
-        clauses.append(Phrase("clause.genes", {"genes": Listing(tuple(m.driver_genes), "comma")}))
+        clauses.append(Phrase("clause.genes", {"genes": Listing(tuple(m.driver_genes), "list")}))
     if m.knowledge_refs:
-        clauses.append(Phrase("clause.knowledge", {"refs": Listing(tuple(m.knowledge_refs), "comma")}))
+        clauses.append(Phrase("clause.knowledge", {"refs": Listing(tuple(m.knowledge_refs), "list")}))
     return clauses
+
+
+def _event_name(m: MechanismEvidence) -> FieldValue:
+    """The pathway or event named in every language: programmes by id, driver events from their genes."""
+    gene = m.driver_genes[0] if m.driver_genes else m.pathway_id.partition(":")[2]
+    if m.kind == "pathway_activity":
+        return Term("pathway", m.pathway_id)
+    if m.kind == "copy_number":
+        event = "amplification" if (m.activity or 0.0) > 0 else "homozygous_deletion"
+        return Phrase(f"event.{event}", {"gene": gene})
+    if m.direction == "neutral":  # the absence of a called mutation, e.g. IDH wild-type
+        return Phrase("event.no_mutation", {"genes": "/".join(m.driver_genes)})
+    # The variants are the part of the name inside its brackets ('PTEN mutation (R130Q)').
+    variants = m.pathway_name.partition("(")[2].rstrip(")")
+    return Phrase("event.mutation", {"gene": gene, "variants": variants or "–"})
 
 
 def _mechanism(report: EvidenceChainReport) -> list[Sentence]:
@@ -284,7 +345,7 @@ def _mechanism(report: EvidenceChainReport) -> list[Sentence]:
         return _absent(report, "genomics", "mechanism.none_missing", "mechanism.none")
     return [
         _sentence(report, Phrase("mechanism.item", {
-            "name": m.pathway_name, "id": m.pathway_id, "details": Listing(tuple(_mechanism_clauses(m)), "comma"),
+            "name": _event_name(m), "id": m.pathway_id, "details": Listing(tuple(_mechanism_clauses(m)), "comma"),
         }), [m.id])
         for m in report.mechanism_evidence
     ]
@@ -295,26 +356,7 @@ def _flag_text(flag: ConsistencyFlag, flag_texts: Mapping[str, FlagText]) -> Fla
     if text is not None and text.message.en == flag.message and text.action.en == flag.recommended_action:
         return text
     # Edited after the check (or raised elsewhere): there is no translation of the new wording.
-    return FlagText(
-        message=LocalisedText(en=flag.message, zh=flag.message),
-        action=LocalisedText(en=flag.recommended_action, zh=flag.recommended_action),
-    )
-
-
-def _consistency(report: EvidenceChainReport, flag_texts: Mapping[str, FlagText]) -> list[Sentence]:
-    if not report.consistency_flags:
-        return [_sentence(report, Phrase("consistency.none"), [])]
-    # sorted() is stable: flags keep their F order within a severity
-    ordered = sorted(report.consistency_flags, key=lambda f: SEVERITY_ORDER[f.severity])
-    sentences = []
-    for flag in ordered:
-        text = _flag_text(flag, flag_texts)
-        phrase = Phrase("consistency.flag", {
-            "severity": Term("severity", flag.severity), "kind": Term("flag_kind", flag.kind),
-            "message": text.message, "action": text.action,
-        })
-        sentences.append(_sentence(report, phrase, [flag.id, *flag.evidence]))
-    return sentences
+    return FlagText(message=_quoted(flag.message), action=_quoted(flag.recommended_action))
 
 
 def _plan(report: EvidenceChainReport) -> list[Sentence]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from agents.consistency.grounding import fmt_probability
 from agents.context import Settings
 from agents.graph import build_graph
 from agents.output import write_json
@@ -52,7 +53,7 @@ def list_case_dirs(cohort_dir: Path) -> list[Path]:
 def _headline(report) -> dict[str, object]:
     by_task = {c.task: c for c in report.conclusions}
     out: dict[str, object] = {
-        f"{task}": f"{c.label} ({c.probability:.2f}, {c.confidence})" for task, c in by_task.items()
+        f"{task}": f"{c.label} ({fmt_probability(c.probability)}, {c.confidence})" for task, c in by_task.items()
     }
     out["flags"] = [f.kind for f in report.consistency_flags if f.kind not in ("missing_modality",)]
     out["first_target"] = report.sampling_plan[0].unit_id if report.sampling_plan else None

@@ -7,7 +7,7 @@ from typing import TypedDict
 from agents.consistency import FlagText
 from fusion_models.inputs import CaseInputs
 from schemas.fusion import FusionOutput
-from schemas.report import EvidenceChainReport, HistologyEvidence, MechanismEvidence, SpatialEvidence
+from schemas.report import EvidenceChainReport, HistologyEvidence, LocalisedText, MechanismEvidence, SpatialEvidence
 
 
 class CaseState(TypedDict, total=False):
@@ -26,4 +26,5 @@ class CaseState(TypedDict, total=False):
     draft: EvidenceChainReport  # drafting
     report: EvidenceChainReport  # consistency_check, then human_review
     flag_texts: dict[str, FlagText]  # consistency_check: each flag's text in every language
+    basis_texts: dict[str, LocalisedText]  # consistency_check: each conclusion's confidence basis (task -> text)
     outputs: dict[str, str]  # write_report: kind -> written path

@@ -13,13 +13,13 @@ def exit_code(results: list[CaseResult]) -> int:
 
 
 def format_summary(results: list[CaseResult]) -> str:
-    header = f"{'case':<16} {'status':<9} {'grade':<22} {'subtype':<30} {'first target':<16} flags"
+    header = f"{'case':<16} {'status':<9} {'grade':<22} {'subtype':<32} {'first target':<16} flags"
     lines = [header, "-" * len(header)]
     for r in results:
         h = r.headline
         if r.status == "ok":
             lines.append(
-                f"{r.case_id:<16} {r.status:<9} {str(h.get('grade', '-')):<22} {str(h.get('molecular_subtype', '-')):<30} "
+                f"{r.case_id:<16} {r.status:<9} {str(h.get('grade', '-')):<22} {str(h.get('molecular_subtype', '-')):<32} "
                 f"{str(h.get('first_target') or '-'):<16} {', '.join(h.get('flags', [])) or '-'}"
             )
         else:

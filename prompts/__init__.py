@@ -36,10 +36,12 @@ class Term:
 
 @dataclass(frozen=True)
 class Listing:
-    """Items joined as prose: 'a, b and c' ('and') or 'a, b, c' ('comma'), in the language's punctuation."""
+    """Items joined as prose, in the language's punctuation: nouns 'a, b and c' ('and'), clauses
+    'a, b and c' ('clause': Chinese joins clauses with a comma, never with 和), an enumeration 'a, b, c'
+    ('list': Chinese 、), clauses 'a, b, c' ('comma': Chinese ，) or 'a; b; c' ('semicolon')."""
 
     items: tuple[FieldValue, ...]
-    style: Literal["and", "comma"] = "and"
+    style: Literal["and", "clause", "list", "comma", "semicolon"] = "and"
 
 
 @dataclass(frozen=True)
@@ -88,9 +90,11 @@ def render(value: FieldValue, lang: str) -> str:
 
 def _join(items: list[str], lang: str, style: str) -> str:
     table = phrase_table(lang)
-    if style == "comma" or len(items) < 2:
-        return table["join.comma"].join(items)
-    return table["join.and_separator"].join(items[:-1]) + table["join.and_last"] + items[-1]
+    if style in ("list", "comma", "semicolon"):
+        return table[f"join.{style}"].join(items)
+    if len(items) < 2:
+        return "".join(items)
+    return table[f"join.{style}_separator"].join(items[:-1]) + table[f"join.{style}_last"] + items[-1]
 
 
 def sentence_case(text: str) -> str:
@@ -99,9 +103,10 @@ def sentence_case(text: str) -> str:
     return text[:1].upper() + text[1:] if _PLAIN_WORD.fullmatch(first) else text
 
 
-def localise(value: FieldValue) -> LocalisedText:
-    """A sentence in every language."""
-    return LocalisedText(**{lang: sentence_case(render(value, lang)) for lang in LANGUAGES})
+def localise(value: FieldValue, sentence: bool = True) -> LocalisedText:
+    """A sentence in every language; `sentence=False` for a clause that goes inside another sentence."""
+    case = sentence_case if sentence else str
+    return LocalisedText(**{lang: case(render(value, lang)) for lang in LANGUAGES})
 
 
 @lru_cache(maxsize=1)

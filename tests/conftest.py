@@ -42,3 +42,13 @@ def settings(demo_checkpoint, tmp_path_factory):
     from agents.context import Settings
 
     return Settings(checkpoint=demo_checkpoint, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="session")
+def demo_reports(demo_cohort, settings, tmp_path_factory):
+    """Every demo case through the real graph: (output folder, case id -> CaseResult)."""
+    from agents.runner import run_batch
+
+    out = tmp_path_factory.mktemp("demo_reports")
+    results = run_batch(demo_cohort, out, settings, progress=False)
+    return out, {r.case_id: r for r in results}

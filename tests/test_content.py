@@ -237,7 +237,8 @@ def _report(spatial=(), conclusions=(), context: ClinicalContext | None = None) 
 
 
 def _summary(report: EvidenceChainReport):
-    return next(s for s in build_narrative(report) if s.key == "summary").sentences
+    """What a board reads before the evidence: the diagnosis section (conclusions, risk, context) and growth."""
+    return [sent for s in build_narrative(report) if s.key in ("diagnosis", "growth") for sent in s.sentences]
 
 
 def test_summary_states_growth_with_dates_rate_and_the_rano_caveat():

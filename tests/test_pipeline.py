@@ -16,13 +16,6 @@ from schemas.report import EvidenceChainReport
 
 
 @pytest.fixture(scope="session")
-def demo_reports(demo_cohort, settings, tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo_reports")
-    results = run_batch(demo_cohort, out, settings, progress=False)
-    return out, {r.case_id: r for r in results}
-
-
-@pytest.fixture(scope="session")
 def ground_truth(demo_cohort):
     return json.loads((demo_cohort / "ground_truth.json").read_text())["cases"]
 
@@ -153,8 +146,8 @@ def test_growth_of_the_non_enhancing_lesion_is_up_front_and_flagged(demo_reports
     (change,) = [s for s in report.spatial_evidence if s.unit_level == "longitudinal"]
     assert change.baseline_date and change.timepoint_date and change.interval_days > 60
     assert change.change_ml_per_month > 0 and change.rano_volumetric_range == "progression_range"
-    summary = next(s for s in report.narrative if s.key == "summary")
-    (growth,) = [s for s in summary.sentences if change.id in s.evidence]
+    growth_section = next(s for s in report.narrative if s.key == "growth")
+    (growth,) = [s for s in growth_section.sentences if change.id in s.evidence]
     assert growth.grounded and "not a RANO assessment" in growth.text.en
     (flag,) = [f for f in report.consistency_flags if f.kind == "significant_growth"]
     assert change.id in flag.evidence and "biopsy" in flag.recommended_action

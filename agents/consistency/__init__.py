@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents.consistency.confidence import adjust_confidence, overall_uncertainty
+from agents.consistency.confidence import confidence_basis, overall_uncertainty
 from agents.consistency.rules import (
     ConsistencyContext,
     FlagDraft,
@@ -23,7 +23,7 @@ from agents.consistency.rules import (
     register_rule,
     run_rules,
 )
-from schemas.report import Conclusion, ConsistencyFlag, Uncertainty
+from schemas.report import Conclusion, ConsistencyFlag, LocalisedText, Uncertainty
 
 from agents.consistency import growth  # noqa: E402,F401  (registers its rule after the core rules)
 
@@ -42,22 +42,29 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ConsistencyResult:
-    """Flags (F1..), the conclusions with adjusted confidence, the uncertainty statement,
-    and each flag's message and action in every language (flag id -> FlagText) for the narrative."""
+    """Flags (F1..), the conclusions with adjusted confidence, the uncertainty statement, and for the
+    narrative each flag's message and action (flag id -> FlagText) and each conclusion's confidence
+    basis (task -> text) in every language."""
 
     flags: list[ConsistencyFlag]
     conclusions: list[Conclusion]
     uncertainty: Uncertainty
     flag_texts: dict[str, FlagText]
+    basis_texts: dict[str, LocalisedText]
 
 
 def check_consistency(ctx: ConsistencyContext) -> ConsistencyResult:
     raised = run_rules(ctx)
-    conclusions = [adjust_confidence(c, raised, ctx.modalities.missing) for c in ctx.conclusions]
+    bases = {c.task: confidence_basis(c, raised, ctx.modalities.missing) for c in ctx.conclusions}
+    conclusions = [
+        c.model_copy(update={"confidence": bases[c.task][0], "confidence_basis": bases[c.task][1].en})
+        for c in ctx.conclusions
+    ]
     flags = [r.flag for r in raised]
     return ConsistencyResult(
         flags=flags,
         conclusions=conclusions,
         uncertainty=overall_uncertainty(ctx.modalities, flags, conclusions),
         flag_texts={r.flag.id: r.text for r in raised},
+        basis_texts={task: text for task, (_, text) in bases.items()},
     )

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
-from agents.consistency.grounding import PROBABILITY_DECIMALS, fmt
+from agents.consistency.grounding import fmt, fmt_probability
 from agents.consistency.rules import RaisedFlag
 from prompts import Listing, Phrase, Term, localise
 from schemas.common import CONFIDENCE_ORDER, Confidence
-from schemas.report import Conclusion, ConsistencyFlag, Modalities, Uncertainty
+from schemas.report import Conclusion, ConsistencyFlag, LocalisedText, Modalities, Uncertainty
 
 HIGH_PROBABILITY = 0.80
 MODERATE_PROBABILITY = 0.60
@@ -41,30 +41,40 @@ def capped(level: Confidence, cap: Confidence) -> Confidence:
     return _LEVELS[min(CONFIDENCE_ORDER[level], CONFIDENCE_ORDER[cap])]
 
 
-def adjust_confidence(conclusion: Conclusion, flags: Sequence[RaisedFlag], missing: Collection[str]) -> Conclusion:
-    """The conclusion with its confidence and `confidence_basis` after caps and flags."""
-    p = fmt(conclusion.probability, PROBABILITY_DECIMALS)
+def confidence_basis(
+    conclusion: Conclusion, flags: Sequence[RaisedFlag], missing: Collection[str]
+) -> tuple[Confidence, LocalisedText]:
+    """The confidence after caps and flags, and why, in every language."""
+    p = fmt_probability(conclusion.probability)
+    basis: list[Phrase] = []
     if conclusion.label == INSUFFICIENT_EVIDENCE:
         level: Confidence = "low"
-        basis = [f"label is {INSUFFICIENT_EVIDENCE}"]
+        basis.append(Phrase("basis.insufficient"))
     else:
         level = base_confidence(conclusion.probability)
-        basis = [
-            f"probability {p} is in the {level} band "
-            f"(high >= {fmt(HIGH_PROBABILITY, 2)}, moderate >= {fmt(MODERATE_PROBABILITY, 2)})"
-        ]
+        basis.append(Phrase("basis.band", {
+            "p": p, "level": Term("confidence", level),
+            "high": fmt(HIGH_PROBABILITY, 2), "moderate": fmt(MODERATE_PROBABILITY, 2),
+        }))
     for modality in (m for m in CAPPED_WITHOUT if m in missing and conclusion.task in CAPPED_WITHOUT[m]):
         if CONFIDENCE_ORDER[level] > CONFIDENCE_ORDER[CAP_LEVEL]:
-            basis.append(f"capped at {CAP_LEVEL} because {modality} was not available")
+            basis.append(Phrase("basis.capped", {"cap": Term("confidence", CAP_LEVEL), "modality": Term("modality", modality)}))
         level = capped(level, CAP_LEVEL)
     relevant = [r for r in flags if conclusion.task in r.affects and LEVELS_LOWERED[r.flag.severity]]
     if relevant:
-        steps = sum(LEVELS_LOWERED[r.flag.severity] for r in relevant)
-        cited = ", ".join(f"{r.flag.id} ({r.flag.severity})" for r in relevant)
-        basis.append(f"lowered {steps} level(s) by {cited}")
-        level = lowered(level, steps)
-    basis.append(f"confidence {level}")
-    return conclusion.model_copy(update={"confidence": level, "confidence_basis": "; ".join(basis)})
+        cited = Listing(tuple(
+            Phrase("basis.flag_item", {"id": r.flag.id, "severity": Term("severity", r.flag.severity)}) for r in relevant
+        ), "list")
+        basis.append(Phrase("basis.lowered", {"flags": cited}))
+        level = lowered(level, sum(LEVELS_LOWERED[r.flag.severity] for r in relevant))
+    basis.append(Phrase("basis.level", {"level": Term("confidence", level)}))
+    return level, localise(Listing(tuple(basis), "semicolon"), sentence=False)
+
+
+def adjust_confidence(conclusion: Conclusion, flags: Sequence[RaisedFlag], missing: Collection[str]) -> Conclusion:
+    """The conclusion with its confidence and (English) `confidence_basis` after caps and flags."""
+    level, basis = confidence_basis(conclusion, flags, missing)
+    return conclusion.model_copy(update={"confidence": level, "confidence_basis": basis.en})
 
 
 def modality_phrase(modalities: Modalities) -> Phrase:

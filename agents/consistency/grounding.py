@@ -32,6 +32,8 @@ DEFAULT_TOLERANCE = 1e-9
 # GO:0001666, 1p/19q, CNS5) are names, not numbers. Only ASCII counts as glue, so a number
 # next to a Chinese character is still read.
 _NUMBER = re.compile(r"(?<![A-Za-z0-9_.:/\-−])([-−]?)(\d+(?:\.\d+)?)(?![A-Za-z0-9_/]|\.\d)")
+# A bound written by fmt_probability ('> 0.99', '< 0.01') holds when some cited value lies beyond it.
+_BOUND = re.compile(r"([<>])\s?$")
 
 
 def fmt(value: float, decimals: int, signed: bool = False) -> str:
@@ -39,6 +41,21 @@ def fmt(value: float, decimals: int, signed: bool = False) -> str:
     text = f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
     if float(text) == 0.0:
         text = f"{0.0:.{decimals}f}"
+    return text
+
+
+# A probability this close to 0 or 1 is written as a bound: a calibrated model is never certain,
+# and "1.00" would read as certainty. Decimals of PROBABILITY_DECIMALS give the bounds 0.01 / 0.99.
+_PROBABILITY_FLOOR = 10.0 ** -PROBABILITY_DECIMALS
+
+
+def fmt_probability(p: float) -> str:
+    """A probability for every rendering: '0.42', and never '1.00' or '0.00' but '> 0.99' / '< 0.01'."""
+    text = fmt(p, PROBABILITY_DECIMALS)
+    if float(text) >= 1.0:
+        return f"> {fmt(1.0 - _PROBABILITY_FLOOR, PROBABILITY_DECIMALS)}"
+    if float(text) <= 0.0:
+        return f"< {fmt(_PROBABILITY_FLOOR, PROBABILITY_DECIMALS)}"
     return text
 
 
@@ -61,8 +78,15 @@ def sentence_is_grounded(
     sentence_en: str, cited_evidence_values: Sequence[float], tol: float = DEFAULT_TOLERANCE
 ) -> bool:
     """True when every number in the sentence equals a cited value rounded as the sentence writes it."""
-    for sign, digits in _NUMBER.findall(sentence_en):
+    for match in _NUMBER.finditer(sentence_en):
+        sign, digits = match.groups()
         written = -float(digits) if sign else float(digits)
+        bound = _BOUND.search(sentence_en[: match.start()])
+        if bound is not None:
+            beyond = (lambda v: v > written) if bound.group(1) == ">" else (lambda v: v < written)
+            if not any(beyond(v) for v in cited_evidence_values):
+                return False
+            continue
         d = _decimals(digits)
         if not any(abs(float(fmt(v, d)) - written) <= tol for v in cited_evidence_values):
             return False

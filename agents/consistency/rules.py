@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import get_args
 
-from agents.consistency.grounding import PROBABILITY_DECIMALS, VOLUME_DECIMALS, fmt
+from agents.consistency.grounding import VOLUME_DECIMALS, fmt, fmt_probability
 from agents.consistency.signals import (
     IDH_WILD_TYPE_ID,
     event,
@@ -246,7 +246,7 @@ def genomics_vs_morphology(ctx: ConsistencyContext) -> list[FlagDraft]:
         modalities.append("pathology")
         evidence += ctx.findings_ids(*GRADE_FINDINGS)
     message = Phrase("flag.molecular_high_morphology_low", {
-        "markers": Listing(tuple(m.phrase for m in markers)), "morphology": Listing(tuple(reads)),
+        "markers": Listing(tuple(m.phrase for m in markers)), "morphology": Listing(tuple(reads), "clause"),
     })
     return [FlagDraft(
         "cross_modal_disagreement", "warning", tuple(modalities), tuple(evidence),
@@ -261,7 +261,7 @@ def idh_vs_subtype(ctx: ConsistencyContext) -> list[FlagDraft]:
     called = idh_status(ctx.mechanism)
     if subtype is None or called is None or subtype_idh(subtype.label) in (None, called):
         return []
-    fields = {"label": Term("label", subtype.label), "p": fmt(subtype.probability, PROBABILITY_DECIMALS)}
+    fields = {"label": Term("label", subtype.label), "p": fmt_probability(subtype.probability)}
     if called == "mutant":
         mutations = idh_mutations(ctx.mechanism)
         genes = Listing(tuple(g for m in mutations for g in m.driver_genes))

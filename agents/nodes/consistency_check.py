@@ -29,4 +29,4 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
             "sampling_plan": [t.model_dump() for t in plan],
         }
     )
-    return {"report": report, "flag_texts": result.flag_texts}
+    return {"report": report, "flag_texts": result.flag_texts, "basis_texts": result.basis_texts}
