@@ -25,7 +25,11 @@ WEAKER_SIGNAL = (
     "not correct findings, and the embedding reads only the first ~256 tokens of each text."
 )
 TABLE_COLUMNS = ("field", "vs", "n", "coverage", "report states", "agreement", "precision", "recall")
+# Stated by the reference, not scored, and why: kept apart so that no extractor miss is charged to the report.
+NOT_SCORED_COLUMNS = ("report not stated", "extractor could not read", "reading contradicts truth")
 EXTRACTION_COLUMNS = ("field", "vs", "n", "truth known", "reference text states", "agreement")
+DIAGNOSIS_FIELDS = ("diagnosis", "diagnosis_family", "diagnosis_grade")
+DIAGNOSIS_LEVEL_NAMES = {"diagnosis": "exact", "diagnosis_family": "tumour type", "diagnosis_grade": "CNS WHO grade"}
 LISTED_IN_TABLE = 10  # missing case ids named in the terminal header; the files list them all
 
 
@@ -61,6 +65,10 @@ def _row(a: FieldAgreement) -> list[str]:
         _pct(a.precision),
         _pct(a.recall),
     ]
+
+
+def _not_scored(a: FieldAgreement) -> list[str]:
+    return [str(a.report_not_stated), str(a.reference_unread), str(a.reading_contradicts_truth)]
 
 
 def format_table(result: EvalResult) -> str:
@@ -197,11 +205,12 @@ def _survival_table(survival: SurvivalSummary | None) -> Table | None:
 
 
 def _modality_table(result: EvalResult) -> Table:
-    head = ["modalities present", "n", "grade accuracy", "subtype accuracy", "C-index"]
+    head = ["modalities present", "n", "diagnosis accuracy", "grade accuracy", "subtype accuracy", "C-index"]
     return [head] + [
         [
             g.modalities,
             str(g.n),
+            _num(g.accuracy.get("diagnosis")),
             _num(g.accuracy.get("grade")),
             _num(g.accuracy.get("molecular_subtype")),
             _num(g.c_index),
@@ -233,12 +242,29 @@ def _disagreement_table(result: EvalResult) -> Table:
     ]
 
 
+def _diagnosis_table(result: EvalResult) -> Table:
+    head = ["level", "vs", "n", "stated", "agreement", "report not stated"]
+    return [head] + [
+        [
+            DIAGNOSIS_LEVEL_NAMES[a.field],
+            a.versus,
+            str(a.n),
+            f"{a.stated} ({_pct(a.coverage)})",
+            f"{a.agreed}/{a.compared} ({_pct(a.agreement)})",
+            str(a.report_not_stated),
+        ]
+        for a in result.agreement
+        if a.field in DIAGNOSIS_FIELDS
+    ]
+
+
 def _sections(result: EvalResult) -> dict[str, Table | None]:
     """Tables shared by the Markdown and HTML documents."""
     return {
-        "agreement": [list(TABLE_COLUMNS)] + [_row(a) for a in result.agreement],
-        "extraction": [list(EXTRACTION_COLUMNS)]
-        + [_row(a)[: len(EXTRACTION_COLUMNS)] for a in result.reference_extraction],
+        "diagnosis": _diagnosis_table(result),
+        "agreement": [[*TABLE_COLUMNS, *NOT_SCORED_COLUMNS]] + [_row(a) + _not_scored(a) for a in result.agreement],
+        "extraction": [[*EXTRACTION_COLUMNS, "extractor could not read"]]
+        + [_row(a)[: len(EXTRACTION_COLUMNS)] + [str(a.reference_unread)] for a in result.reference_extraction],
         "model": _model_table(result),
         "survival": _survival_table(result.survival),
         "modalities": _modality_table(result),
@@ -271,15 +297,30 @@ def _header(result: EvalResult) -> list[str]:
         lines.append(f"Missing reports ({len(result.missing_reports)}): {', '.join(result.missing_reports)}.")
     for case_id, error in result.unreadable_reports.items():
         lines.append(f"Unreadable report {case_id}: {error}")
+    for case_id, error in result.unreadable_references.items():
+        lines.append(f"Reference skipped for {case_id} (the case is still scored against the truth): {error}")
+    if result.reference_encodings:
+        decoded = ", ".join(f"{case_id} ({enc})" for case_id, enc in result.reference_encodings.items())
+        lines.append(f"References read in another encoding than UTF-8: {decoded}.")
     return lines
 
 
 _MD_PARTS = (
     (
+        "Integrated diagnosis (WHO CNS5)",
+        "diagnosis",
+        "The report's diagnosis conclusion against the truth and the reference: the exact label, the tumour "
+        "type (NOS forms count in the type they name) and the CNS WHO grade (a NOS label states none). "
+        "A report without a diagnosis conclusion, or one that abstains, counts as not stated.",
+    ),
+    (
         "Field agreement",
         "agreement",
         "Coverage: share of evaluated cases whose reference (or truth) states the field. "
-        "Report states: share of those where our report states it too. Agreement: over cases where both do.",
+        "Report states: share of those where our report states it too. Agreement: over cases where both do. "
+        "Not scored, and counted apart: the report does not state the field; the reference talks about it "
+        "but the extractor could read no value; or what was read contradicts the ground truth while the "
+        "report matches it (a misread or wrong reference, not a report error).",
     ),
     (
         "Reference extraction check",

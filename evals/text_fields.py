@@ -169,6 +169,87 @@ _MGMT = r"MGMT\s*(?:gene\s*)?(?:promoter\s*)?[:-]?\s*(?:(?:is|was)\s+)?"
 _METH = r"(?<![a-z])(?:hyper)?methylated"
 _UNMETH = r"(?:un|non-?)methylated"
 
+# --- WHO CNS5 integrated diagnosis ----------------------------------------------------
+@dataclass(frozen=True)
+class Diagnosis:
+    """One integrated diagnosis of the project's vocabulary, with the levels the eval scores.
+
+    `family` is the WHO CNS5 tumour type with its NOS form counted in the type it names
+    ("Diffuse astrocytic glioma, IDH-wildtype, NOS" is an IDH-wildtype astrocytic glioma whose
+    defining tests are missing); `grade` is None where the label leaves the grade open."""
+
+    label: str
+    family: str | None
+    grade: str | None
+
+
+_IDHWT_ASTROCYTIC = "IDH-wildtype astrocytic glioma"
+_IDHMUT_ASTROCYTOMA = "Astrocytoma, IDH-mutant"
+_OLIGODENDROGLIOMA = "Oligodendroglioma"
+DIAGNOSES: dict[str, Diagnosis] = {
+    d.label: d
+    for d in (
+        Diagnosis("Glioblastoma, IDH-wildtype, CNS WHO grade 4", _IDHWT_ASTROCYTIC, "G4"),
+        *(Diagnosis(f"Astrocytoma, IDH-mutant, CNS WHO grade {g}", _IDHMUT_ASTROCYTOMA, f"G{g}") for g in "234"),
+        *(
+            Diagnosis(f"Oligodendroglioma, IDH-mutant and 1p/19q-codeleted, CNS WHO grade {g}", _OLIGODENDROGLIOMA, f"G{g}")
+            for g in "23"
+        ),
+        Diagnosis("Diffuse astrocytic glioma, IDH-wildtype, NOS", _IDHWT_ASTROCYTIC, None),
+        Diagnosis("Astrocytoma, IDH-mutant, NOS", _IDHMUT_ASTROCYTOMA, None),
+        Diagnosis("Oligodendroglioma, NOS", _OLIGODENDROGLIOMA, None),
+        Diagnosis("Diffuse glioma, NOS", None, None),
+    )
+}
+_DX_GRADE = re.compile(r"grade\s*(?P<num>[1-4]|I{1,3}V?|IV)\b|(?P<zh>[1-4一二三四])\s*级", _FLAGS)
+_DX_NOS = re.compile(r"\bNOS\b|\bNEC\b|非特指|未特指|未分类", _FLAGS)
+_DX_WILDTYPE = re.compile(r"wild[\s-]?type|野生型", _FLAGS)
+
+
+def normalise_diagnosis(label: str | None) -> str | None:
+    """An integrated diagnosis written in WHO CNS5 English or Chinese wording -> the vocabulary label
+    ('胶质母细胞瘤，IDH野生型，CNS WHO 4级' -> 'Glioblastoma, IDH-wildtype, CNS WHO grade 4'); else None."""
+    if label is None:
+        return None
+    text = unicodedata.normalize("NFKC", label)
+    m = _DX_GRADE.search(text)
+    grade = numeral_value(m.group("num") or m.group("zh")) if m else None
+    nos = _DX_NOS.search(text) is not None
+    wildtype = _DX_WILDTYPE.search(text) is not None
+    lower = text.lower()
+    # Under CNS5 there is no IDH-mutant glioblastoma and no IDH-wildtype astrocytoma: such
+    # labels are left unrecognised, so they show as disagreements rather than being re-classified.
+    if "glioblastoma" in lower or "胶质母细胞瘤" in text:
+        ok = grade in (None, 4) and not nos and ("mutant" not in lower and "突变" not in text)
+        return "Glioblastoma, IDH-wildtype, CNS WHO grade 4" if ok else None
+    if "oligodendroglioma" in lower or "少突胶质细胞瘤" in text:
+        return "Oligodendroglioma, NOS" if nos else _GRADED["oligo"].get(grade)
+    if re.search(r"diffuse\s+astrocytic\s+glioma|弥漫性星形细胞胶质瘤", text, _FLAGS):
+        return "Diffuse astrocytic glioma, IDH-wildtype, NOS" if wildtype else None
+    if "astrocytoma" in lower or "星形细胞瘤" in text:
+        if wildtype:
+            return None
+        return "Astrocytoma, IDH-mutant, NOS" if nos else _GRADED["astro"].get(grade)
+    if re.search(r"diffuse\s+glioma|弥漫性胶质瘤", text, _FLAGS) and nos:
+        return "Diffuse glioma, NOS"
+    return None
+
+
+_GRADED: dict[str, dict[int | None, str]] = {
+    "oligo": {g: f"Oligodendroglioma, IDH-mutant and 1p/19q-codeleted, CNS WHO grade {g}" for g in (2, 3)},
+    "astro": {g: f"Astrocytoma, IDH-mutant, CNS WHO grade {g}" for g in (2, 3, 4)},
+}
+# The integrated diagnosis as a reference's text writes it: type, IDH status, (1p/19q,) grade or NOS.
+_DX_TEXT = (
+    r"(?:glioblastoma|astrocytoma|oligodendroglioma|diffuse\s+(?:astrocytic\s+)?glioma)\s*,\s*"
+    r"(?:IDH[\s-]*(?:wild[\s-]?type|mutant)(?:\s+and\s+1p/19q[\s-]*co-?deleted)?\s*,\s*)?"
+    r"(?:CNS\s+WHO\s+grade\s+(?:[1-4]|I{1,3}V?|IV)\b|NOS\b)"
+    r"|(?:胶质母细胞瘤|星形细胞瘤|少突胶质细胞瘤|弥漫性(?:星形细胞)?胶质瘤)\s*,\s*"
+    r"(?:IDH\s*(?:野生型|突变型?)(?:\s*(?:和|及|、)\s*1p/19q\s*共缺失型?)?\s*,\s*)?"
+    r"(?:CNS\s*WHO\s*[1-4一二三四]\s*级|NOS|非特指型?)"
+)
+
+
 # A negative IDH1 R132H test (the usual immunostain) does not exclude the other IDH1/IDH2
 # mutations (WHO CNS5): it reads "IDH1 R132H not detected" and leaves IDH status open,
 # unless the sentence reports sequencing. Bare "IDH1 negative/(-)" is how stains are written.
@@ -197,6 +278,7 @@ def _narrow_idh(mention: Mention, matched: str, pattern: Pattern) -> list[Mentio
 FIELD_SPECS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
+        FieldSpec("diagnosis", (_p(_DX_TEXT, lambda m: normalise_diagnosis(m.group())),)),
         FieldSpec(
             "histology",
             (
@@ -304,6 +386,22 @@ FIELD_SPECS: dict[str, FieldSpec] = {
     )
 }
 FIELDS: tuple[str, ...] = tuple(FIELD_SPECS)
+# Loose signs that a text talks about a field at all, independent of the extractor: a field
+# the text talks about but the extractor reads no value for is an extractor miss, not silence.
+FIELD_KEYWORDS: dict[str, re.Pattern[str]] = {
+    name: re.compile(pattern, _FLAGS)
+    for name, pattern in {
+        "diagnosis": r"CNS\s*WHO|\bNOS\b|非特指",
+        "histology": r"astro|oligo|gl[il1]o-?\s?b[l1]ast|\bGBM\b|胶质母|星形|少突",
+        "grade": r"\bgrade|\bWHO\s*[IV1-4]|级",
+        "idh": r"\bIDH",
+        "idh1_r132h": r"R\s?132\s?H",
+        "codeletion_1p19q": r"\b[1l]\s?p\b|19\s?q|codel|共缺失|联合缺失",
+        "mgmt": r"MGMT",
+        "necrosis": r"necr|坏死",
+        "microvascular_proliferation": r"vascular\s+(?:cellular\s+|endothelial\s+)?(?:prolif|hyperpl)|endotheli|血管.{0,4}增",
+    }.items()
+}
 
 # --- context triggers -----------------------------------------------------------------
 _PRE_NEGATION = re.compile(
@@ -607,6 +705,12 @@ def extract_fields(text: str) -> dict[str, FieldValue]:
     return out
 
 
+def unread_fields(text: str, fields: dict[str, FieldValue]) -> set[str]:
+    """Fields the text talks about (FIELD_KEYWORDS) for which `fields` (its extraction) holds nothing."""
+    normalised = normalise_text(text)
+    return {name for name, keyword in FIELD_KEYWORDS.items() if name not in fields and keyword.search(normalised)}
+
+
 def subtype_from_fields(fields: dict[str, FieldValue]) -> str | None:
     """WHO 2016 molecular group from stated IDH and 1p/19q; None when IDH is mutant but 1p/19q unstated."""
     idh = fields["idh"].stated() if "idh" in fields else None
@@ -645,6 +749,7 @@ def normalise_subtype(label: str | None) -> str | None:
 
 # Tasks compared by label, with the function that puts a label into canonical form.
 LABEL_NORMALISERS: dict[str, Callable[[str | None], str | None]] = {
+    "diagnosis": normalise_diagnosis,
     "grade": normalise_grade,
     "molecular_subtype": normalise_subtype,
 }
