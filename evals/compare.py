@@ -193,6 +193,9 @@ def truth_values(truth: GroundTruth | None) -> dict[str, str]:
     if truth is None:
         return {}
     known = {"diagnosis": truth.diagnosis, "grade": truth.grade, "molecular_subtype": truth.subtype}
+    if truth.subtype is not None:  # the subtype settles IDH and 1p/19q
+        known["idh"] = "wildtype" if truth.subtype == "IDHwt" else "mutant"
+        known["codeletion_1p19q"] = "codeleted" if truth.subtype == "IDHmut-codel" else "intact"
     return {k: v for k, v in {**known, **truth.text_fields}.items() if v is not None}
 
 

@@ -27,6 +27,7 @@ WEAKER_SIGNAL = (
 TABLE_COLUMNS = ("field", "vs", "n", "coverage", "report states", "agreement", "precision", "recall")
 # Stated by the reference, not scored, and why: kept apart so that no extractor miss is charged to the report.
 NOT_SCORED_COLUMNS = ("report not stated", "extractor could not read", "reading contradicts truth")
+TERMINAL_NOT_SCORED = ("report silent", "unread", "misread")
 EXTRACTION_COLUMNS = ("field", "vs", "n", "truth known", "reference text states", "agreement")
 DIAGNOSIS_FIELDS = ("diagnosis", "diagnosis_family", "diagnosis_grade")
 DIAGNOSIS_LEVEL_NAMES = {"diagnosis": "exact", "diagnosis_family": "tumour type", "diagnosis_grade": "CNS WHO grade"}
@@ -73,12 +74,16 @@ def _not_scored(a: FieldAgreement) -> list[str]:
 
 def format_table(result: EvalResult) -> str:
     """The headline table for the terminal: per field, how often references state it and we agree."""
-    rows = [list(TABLE_COLUMNS)] + [_row(a) for a in result.agreement]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_COLUMNS))]
+    rows = [[*TABLE_COLUMNS, *TERMINAL_NOT_SCORED]] + [_row(a) + _not_scored(a) for a in result.agreement]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     head = f"{result.n_reports}/{result.n_cases} cases have a report"
-    for what, ids in (("missing", result.missing_reports), ("unreadable", list(result.unreadable_reports))):
+    for what, ids in (
+        ("missing", result.missing_reports),
+        ("unreadable", list(result.unreadable_reports)),
+        ("references skipped (see eval_report.md for why)", list(result.unreadable_references)),
+    ):
         if ids:
             more = f" (+{len(ids) - LISTED_IN_TABLE} more)" if len(ids) > LISTED_IN_TABLE else ""
             head += f"; {what}: {', '.join(ids[:LISTED_IN_TABLE])}{more}"
