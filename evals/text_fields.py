@@ -201,7 +201,7 @@ DIAGNOSES: dict[str, Diagnosis] = {
         Diagnosis("Diffuse glioma, NOS", None, None),
     )
 }
-_DX_GRADE = re.compile(r"grade\s*(?P<num>[1-4]|I{1,3}V?|IV)\b|(?P<zh>[1-4一二三四])\s*级", _FLAGS)
+_DX_GRADE = re.compile(r"grade\s*(?P<num>[1-4]|IV|I{1,3})\b|(?P<zh>[1-4一二三四])\s*级", _FLAGS)
 _DX_NOS = re.compile(r"\bNOS\b|\bNEC\b|非特指|未特指|未分类", _FLAGS)
 _DX_WILDTYPE = re.compile(r"wild[\s-]?type|野生型", _FLAGS)
 
@@ -227,7 +227,7 @@ def normalise_diagnosis(label: str | None) -> str | None:
     if re.search(r"diffuse\s+astrocytic\s+glioma|弥漫性星形细胞胶质瘤", text, _FLAGS):
         return "Diffuse astrocytic glioma, IDH-wildtype, NOS" if wildtype else None
     if "astrocytoma" in lower or "星形细胞瘤" in text:
-        if wildtype:
+        if wildtype or ("mutant" not in lower and "突变" not in text):
             return None
         return "Astrocytoma, IDH-mutant, NOS" if nos else _GRADED["astro"].get(grade)
     if re.search(r"diffuse\s+glioma|弥漫性胶质瘤", text, _FLAGS) and nos:
@@ -243,7 +243,7 @@ _GRADED: dict[str, dict[int | None, str]] = {
 _DX_TEXT = (
     r"(?:glioblastoma|astrocytoma|oligodendroglioma|diffuse\s+(?:astrocytic\s+)?glioma)\s*,\s*"
     r"(?:IDH[\s-]*(?:wild[\s-]?type|mutant)(?:\s+and\s+1p/19q[\s-]*co-?deleted)?\s*,\s*)?"
-    r"(?:CNS\s+WHO\s+grade\s+(?:[1-4]|I{1,3}V?|IV)\b|NOS\b)"
+    r"(?:CNS\s+WHO\s+grade\s+(?:[1-4]|IV|I{1,3})\b|NOS\b)"
     r"|(?:胶质母细胞瘤|星形细胞瘤|少突胶质细胞瘤|弥漫性(?:星形细胞)?胶质瘤)\s*,\s*"
     r"(?:IDH\s*(?:野生型|突变型?)(?:\s*(?:和|及|、)\s*1p/19q\s*共缺失型?)?\s*,\s*)?"
     r"(?:CNS\s*WHO\s*[1-4一二三四]\s*级|NOS|非特指型?)"
@@ -318,7 +318,7 @@ FIELD_SPECS: dict[str, FieldSpec] = {
             opposite={"mutant": "wildtype", "wildtype": "mutant"},
             narrow=_narrow_idh,
             unsettled=re.compile(
-                r"IDH[12]?\s*(?:status\s+)?(?:(?:can\s?not|could\s+not)\s+be|(?:is|was|remains)\s+(?:not\s+)?)"
+                r"IDH[12]?\s*(?:status\s+)?(?:(?:can\s?not|could\s+not)\s+be\s+|(?:is|was|remains)\s+(?:not\s+)?)"
                 r"(?:determined|assessed|established|indeterminate|undetermined|unknown)|IDH[12]?\s*状态(?:不明|未明|待定)",
                 _FLAGS,
             ),

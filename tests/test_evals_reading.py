@@ -28,6 +28,8 @@ READINGS = [
     ("Astrocytoma, WHO grade 3, although grade cannot be assigned with certainty on this biopsy.", "grade", None),
     ("Diffuse glioma, WHO grade 2, difficult to grade on this small sample.", "grade", None),
     ("星形细胞瘤，WHO 3级，难以分级。", "grade", None),
+    ("IDH1 wild-type on this limited sample, but IDH status cannot be determined.", "idh", None),
+    ("IDH野生型（样本有限），IDH状态不明。", "idh", None),
     # 1p/19q not codeleted.
     ("1p/19q无共缺失。", "codeletion_1p19q", "intact"),
     ("FISH：未见共缺失。", "codeletion_1p19q", "intact"),

@@ -87,6 +87,8 @@ SNIPPETS = [
     ),
     ("IDH1 R132H positive", "idh", "mutant", "affirmed"),
     ("Glioblastoma, IDH-wildtype, CNS WHO grade 4.", "idh", "wildtype", "affirmed"),
+    ("Glioblastoma, IDH-wildtype, CNS WHO grade 4.", "diagnosis", "Glioblastoma, IDH-wildtype, CNS WHO grade 4", "affirmed"),
+    ("考虑星形细胞瘤，IDH突变型，CNS WHO 3级。", "diagnosis", "Astrocytoma, IDH-mutant, CNS WHO grade 3", "uncertain"),
     (
         "Molecular studies showed LOH for 1p/19q (see procedure addenda below).",
         "codeletion_1p19q",
