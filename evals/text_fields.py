@@ -53,8 +53,8 @@ class FieldSpec:
     # A sentence saying the field cannot be settled ("grade cannot be assigned", "分级困难")
     # makes every mention of the field in that sentence a hedge.
     unsettled: re.Pattern[str] | None = None
-    # Rewrites a mention given the text it matched and its pattern (see _narrow_idh).
-    narrow: Callable[[Mention, str, Pattern], list[Mention]] | None = None
+    # Rewrites a mention given its sentence (see _narrow_idh).
+    narrow: Callable[[Mention], list[Mention]] | None = None
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,7 @@ _DX_TEXT = (
 
 # A negative IDH1 R132H test (the usual immunostain) does not exclude the other IDH1/IDH2
 # mutations (WHO CNS5): it reads "IDH1 R132H not detected" and leaves IDH status open,
-# unless the sentence reports sequencing. Bare "IDH1 negative/(-)" is how stains are written.
+# unless the sentence reports sequencing.
 _R132H_ONLY = re.compile(r"R\s?132\s?H|immuno\w*|\bIHC\b|\bstain\w*|免疫组化|免疫组织化学|染色", _FLAGS)
 _SEQUENCED = re.compile(
     r"\b(?:by|on|using|via|with)\s+(?:\w+\s+){0,2}?(?:sequencing|NGS|PCR)\b"
@@ -262,12 +262,10 @@ _SEQUENCED = re.compile(
 )
 
 
-def _narrow_idh(mention: Mention, matched: str, pattern: Pattern) -> list[Mention]:
+def _narrow_idh(mention: Mention) -> list[Mention]:
     """An IDH reading resting on an R132H-specific test: negative -> only "IDH1 R132H not detected";
     positive -> IDH-mutant and "IDH1 R132H detected". Hedged readings stay as they are."""
-    r132h_only = (
-        pattern.needs_polarity or _R132H_ONLY.search(matched) or _R132H_ONLY.search(mention.sentence)
-    ) and not _SEQUENCED.search(mention.sentence)
+    r132h_only = _R132H_ONLY.search(mention.sentence) and not _SEQUENCED.search(mention.sentence)
     if not r132h_only or mention.certainty == "uncertain":
         return [mention]
     mutant = (mention.value == "mutant") == (mention.certainty == "affirmed")
@@ -653,7 +651,7 @@ def _field_mentions(spec: FieldSpec, offset: int, sentence: str) -> list[Mention
             pattern.priority,
             sentence.strip(),
         )
-        mentions += spec.narrow(mention, sentence[start:end], pattern) if spec.narrow else [mention]
+        mentions += spec.narrow(mention) if spec.narrow else [mention]
     return mentions
 
 
