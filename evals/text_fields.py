@@ -157,7 +157,8 @@ _LOW_GRADE = (
 _IDH = r"IDH[-\s]?(?-i:[12Il])?(?:\s*/\s*IDH?[12])?"
 _R132H = r"(?:[\s-]*\(?\s*R132H?\s*\)?)?"
 _IDH_GAP = r"[\s:-]*(?:(?:gene|status|point)\s*)?[\s:-]*(?:(?:is|was)\s+)?"
-_P19 = r"(?:chromosomes?\s+|chromosomal\s+arms?\s+)?[1lI]\s?p\s*(?:/|and|or|&|-)?\s*19\s?q"
+_ARM = r"(?:chromosom(?:es?|al)\s+(?:arms?\s+)?)?"
+_P19 = _ARM + r"[1lI]\s?p\s*(?:/|and|or|&|-)?\s*" + _ARM + r"19\s?q"
 # "IDH1 mutation testing" names a test, not a result.
 _NOT_TEST_NAME = r"(?!\s*(?:testing|tests?|analysis|assay|detection|studies|study|status|检测))"
 # "an oligodendroglioma component" describes part of the tumour, not the diagnosis.
@@ -389,7 +390,7 @@ FIELDS: tuple[str, ...] = tuple(FIELD_SPECS)
 FIELD_KEYWORDS: dict[str, re.Pattern[str]] = {
     name: re.compile(pattern, _FLAGS)
     for name, pattern in {
-        "diagnosis": r"CNS\s*WHO|\bNOS\b|非特指",
+        "diagnosis": r"CNS\s*WHO|(?:glioma|astrocytoma|oligodendroglioma)\s*,\s*NOS\b|非特指",
         "histology": r"astro|oligo|gl[il1]o-?\s?b[l1]ast|\bGBM\b|胶质母|星形|少突",
         "grade": r"\bgrade|\bWHO\s*[IV1-4]|级",
         "idh": r"\bIDH",
@@ -703,10 +704,19 @@ def extract_fields(text: str) -> dict[str, FieldValue]:
     return out
 
 
+# An IDH sentence read as an R132H result was read: it leaves IDH open, it was not missed.
+READ_AS: dict[str, str] = {"idh": "idh1_r132h"}
+
+
 def unread_fields(text: str, fields: dict[str, FieldValue]) -> set[str]:
-    """Fields the text talks about (FIELD_KEYWORDS) for which `fields` (its extraction) holds nothing."""
-    normalised = normalise_text(text)
-    return {name for name, keyword in FIELD_KEYWORDS.items() if name not in fields and keyword.search(normalised)}
+    """Fields the text talks about (FIELD_KEYWORDS, outside boilerplate and pending-test sentences)
+    for which `fields` (its extraction) holds nothing."""
+    spoken = [s for _, s in sentences(normalise_text(text)) if not _NON_FINDING.search(s)]
+    return {
+        name
+        for name, keyword in FIELD_KEYWORDS.items()
+        if name not in fields and READ_AS.get(name) not in fields and any(keyword.search(s) for s in spoken)
+    }
 
 
 def subtype_from_fields(fields: dict[str, FieldValue]) -> str | None:

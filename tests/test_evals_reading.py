@@ -36,6 +36,7 @@ READINGS = [
     ("1p/19q: no codeletion.", "codeletion_1p19q", "intact"),
     ("1p/19q not codeleted by FISH.", "codeletion_1p19q", "intact"),
     ("1p/19q共缺失。", "codeletion_1p19q", "codeleted"),
+    ("NEGATIVE: Allelic loss on chromosome arm lp and chromosome arm 19q is NOT detected.", "codeletion_1p19q", "intact"),
     # Per-list negation: one negation covers every item of the list.
     ("未见明显微血管增生及坏死。", "microvascular_proliferation", "absent"),
     ("未见明显微血管增生及坏死。", "necrosis", "absent"),
@@ -92,8 +93,11 @@ def test_chinese_is_segmented_into_words() -> None:
 
 
 def test_unread_field_is_one_the_text_talks_about() -> None:
-    text = "IDH status: see addendum. MGMT: sent out. No necrosis."
+    text = "IDH status: see addendum. MGMT: sent out. No necrosis. Brain neoplasm NOS."
     assert unread_fields(text, extract_fields(text)) == {"idh", "mgmt"}
+    # Pending tests state no result; an R132H stain was read (it leaves IDH open, it was not missed).
+    text = "MGMT methylation testing is pending. Negative for IDH1 (R132H) immunostain."
+    assert unread_fields(text, extract_fields(text)) == set()
 
 
 # --- encodings ------------------------------------------------------------------------------
