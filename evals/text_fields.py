@@ -471,6 +471,7 @@ _SCOPE_END = re.compile(
     _FLAGS,
 )
 _RUN = re.compile(r"[A-Za-z0-9]+|[\u4e00-\u9fff]+")
+_LIST_COMMA = re.compile("[,、]")
 _CJK_CHAR = re.compile(r"[\u4e00-\u9fff]")
 # Words that join a list ("no A or B", "未见A及B"): a negation reaches over them uncounted.
 _LIST_JOINERS = frozenset({"and", "or", "nor", "及", "和", "与", "或", "以及", "或者", "及其"})
@@ -599,10 +600,10 @@ def _certainty(sentence: str, start: int, end: int, needs_polarity: bool) -> Cer
     ):
         return None
     begin, finish = _scope(sentence, start, end)
-    # A comma closes what follows a mention ("MGMT methylated, IDH1 negative"), not what
-    # precedes it: "no necrosis, mitoses or microvascular proliferation" lists under one "no".
-    comma = sentence.find(",", end, finish)
-    finish_near = finish if comma < 0 else comma
+    # A comma closes what follows a mention ("MGMT methylated, IDH1 negative", "IDH1(+)、ATRX(-)"),
+    # not what precedes it: "no necrosis, mitoses or microvascular proliferation" lists under one "no".
+    comma = _LIST_COMMA.search(sentence, end, finish)
+    finish_near = comma.start() if comma else finish
     if _near_before(_HISTORICAL, sentence, begin, start):
         return None
     # "cannot exclude" contains a negation word; the hedge is what it means.

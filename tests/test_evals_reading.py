@@ -47,6 +47,9 @@ READINGS = [
     # ... but not across a clause: "可见" / "but" start an affirmed one.
     ("未见坏死，可见微血管增生。", "microvascular_proliferation", "present"),
     ("No necrosis, but microvascular proliferation is present.", "microvascular_proliferation", "present"),
+    # Each marker of a Chinese immunostain list keeps its own result.
+    ("免疫组化：IDH1(+)、ATRX(-)、P53(+)。", "idh1_r132h", "detected"),
+    ("免疫组化：ATRX(-)、IDH1(+)。", "idh", "mutant"),
     # OCR: 0 for O, 1/l for I, rn for m.
     ("GLI0BLAST0MA, WHO GRADE IV.", "histology", "glioblastoma"),
     ("GLI0BLAST0MA.", "grade", "G4"),
