@@ -154,7 +154,7 @@ _LOW_GRADE = (
     + r")|diffuse\s+astrocytoma|低级别胶质瘤"
 )
 # Case-sensitive gene number: OCR writes IDH1 as IDHI or IDHl, but "IDH is" is not IDH1.
-_IDH = r"IDH[-\s]?(?-i:[12Il])?(?:\s*/\s*IDH?[12])?"
+_IDH = r"IDH[-\s]?(?-i:[12Il])?(?:\s*/\s*(?:IDH?)?[12])?"
 _R132H = r"(?:[\s-]*\(?\s*R132H?\s*\)?)?"
 _IDH_GAP = r"[\s:-]*(?:(?:gene|status|point)\s*)?[\s:-]*(?:(?:is|was)\s+)?"
 _ARM = r"(?:chromosom(?:es?|al)\s+(?:arms?\s+)?)?"
@@ -258,7 +258,7 @@ _R132H_ONLY = re.compile(r"R\s?132\s?H|immuno\w*|\bIHC\b|\bstain\w*|免疫组化
 _SEQUENCED = re.compile(
     r"\b(?:by|on|using|via|with)\s+(?:\w+\s+){0,2}?(?:sequencing|NGS|PCR)\b"
     r"|\b(?:sequencing|NGS)\s+(?:shows?|showed|revealed?|detected|demonstrated?|confirmed)\b"
-    r"|(?:经|行|基因)测序|测序(?:显示|结果|证实|提示)",
+    r"|(?<![需议待])(?:经|行|基因)测序|测序(?:显示|结果|证实|提示)",
     _FLAGS,
 )
 

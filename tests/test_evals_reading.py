@@ -21,6 +21,10 @@ READINGS = [
     ("IDH1 R132H免疫组化阳性。", "idh", "mutant"),
     ("IDH1/IDH2 wild-type by next-generation sequencing.", "idh", "wildtype"),
     ("经测序IDH1野生型。", "idh", "wildtype"),
+    ("经基因测序，IDH1/2野生型。", "idh", "wildtype"),
+    # A recommended sequencing is not a sequencing result.
+    ("IDH1 R132H(-)，建议基因测序。", "idh1_r132h", "not_detected"),
+    ("IDH1 R132H(-)，需行测序明确IDH状态。", "idh1_r132h", "not_detected"),
     # Hedges.
     ("坏死不能除外。", "necrosis", None),
     ("Necrosis cannot be ruled out.", "necrosis", None),
@@ -69,7 +73,13 @@ def test_reading(text: str, name: str, stated: str | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["IDH1 R132H immunostain negative; sequencing pending", "IDH1 R132H免疫组化阴性，待测序", "免疫组化：IDH1(-)。"]
+    "text",
+    [
+        "IDH1 R132H immunostain negative; sequencing pending",
+        "IDH1 R132H免疫组化阴性，待测序",
+        "免疫组化：IDH1(-)。",
+        "IDH1 R132H(-)，需行测序明确IDH状态。",
+    ],
 )
 def test_negative_r132h_is_not_idh_wildtype(text: str) -> None:
     fields = extract_fields(text)
