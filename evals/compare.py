@@ -306,19 +306,18 @@ def text_checks(
         exp_value = exp.stated() if exp else None
         obs_value = obs.stated() if obs else None
         agree, outcome = _outcome(exp_value, obs_value, name in unread, known.get(name))
-        checks.append(
-            FieldCheck(
-                case_id,
-                name,
-                "reference_text",
-                exp_value,
-                obs_value,
-                agree,
-                f"[{exp.certainty}] {exp.evidence}" if exp else "",
-                f"[{obs.certainty}] {obs.evidence}" if obs else "",
-                outcome=outcome,
-            )
+        check = FieldCheck(
+            case_id,
+            name,
+            "reference_text",
+            exp_value,
+            obs_value,
+            agree,
+            f"[{exp.certainty}] {exp.evidence}" if exp else "",
+            f"[{obs.certainty}] {obs.evidence}" if obs else "",
+            outcome=outcome,
         )
+        checks += _with_levels(check, known.get(name))
     return checks
 
 
