@@ -391,8 +391,9 @@ FIELD_KEYWORDS: dict[str, re.Pattern[str]] = {
     name: re.compile(pattern, _FLAGS)
     for name, pattern in {
         "diagnosis": r"CNS\s*WHO|(?:glioma|astrocytoma|oligodendroglioma)\s*,\s*NOS\b|非特指",
-        "histology": r"astro|oligo|gl[il1]o-?\s?b[l1]ast|\bGBM\b|胶质母|星形|少突",
-        "grade": r"\bgrade|\bWHO\s*[IV1-4]|级",
+        "histology": r"astroc\w*om|oligo\w*om|gl[il1]o-?\s?b[l1]ast|\bGBM\b|胶质母细胞瘤|星形细胞瘤|少突胶质细胞瘤",
+        # A grade with something like a numeral after it: "high-grade glioma" states no WHO grade.
+        "grade": r"\bgrade\s*[:(]?\s*(?:[IVl1|!]|[0-9])|\bWHO\s*[IV1-4]|[1-4一二三四IV]\s*级",
         "idh": r"\bIDH",
         "idh1_r132h": r"R\s?132\s?H",
         "codeletion_1p19q": r"\b[1l]\s?p\b|19\s?q|codel|共缺失|联合缺失",

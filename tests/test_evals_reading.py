@@ -111,6 +111,9 @@ def test_unread_field_is_one_the_text_talks_about() -> None:
     # Pending tests state no result; an R132H stain was read (it leaves IDH open, it was not missed).
     text = "MGMT methylation testing is pending. Negative for IDH1 (R132H) immunostain."
     assert unread_fields(text, extract_fields(text)) == set()
+    # Words near a field are not the field: no WHO grade or tumour type is stated here.
+    text = "High-grade glioma with reactive astrocytes. 高级别胶质瘤。"
+    assert unread_fields(text, extract_fields(text)) == set()
 
 
 # --- encodings ------------------------------------------------------------------------------
