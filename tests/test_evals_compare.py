@@ -351,6 +351,21 @@ def test_unreadable_reference_is_skipped_with_reason(tiny) -> None:
     assert _counts(_row(result, "grade", "ground_truth")) == (2, 2, 2, 1)
 
 
+def test_cli_names_a_skipped_reference_and_exits_2(tiny, capsys) -> None:
+    from agents.cli import main
+
+    cohort, reports = tiny
+    assert main(["eval", str(cohort), str(reports)]) == 0
+    (cohort / "cases" / "caseB" / "reference_report.txt").write_bytes(b"\x80\xff\xfe")
+    capsys.readouterr()
+    assert main(["eval", str(cohort), str(reports)]) == 2
+    out, err = capsys.readouterr()
+    assert "grade" in out  # the table is still printed: every other case was scored
+    assert err.strip().splitlines() == [
+        "evchain: error: reference skipped: caseB/reference_report.txt: (file): not text in any of utf-8-sig, gb18030"
+    ]
+
+
 def test_unreadable_report_is_listed_not_fatal(tiny) -> None:
     cohort, reports = tiny
     _write(reports / "caseC" / "report.json", '{"case_id": "caseC"}')
