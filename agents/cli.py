@@ -105,7 +105,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     result = run_eval(Path(args.cohort_dir), Path(args.reports_dir), Path(args.out) if args.out else None)
     print(format_table(result))
-    return 0
+    # Every readable case was scored; each file that could not be read is named on its own line, exit 2.
+    skipped = {"report": result.unreadable_reports, "reference": result.unreadable_references}
+    for what, errors in skipped.items():
+        for error in errors.values():
+            print(f"evchain: error: {what} skipped: {error}", file=sys.stderr)
+    return 2 if any(skipped.values()) else 0
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:

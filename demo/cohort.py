@@ -272,6 +272,7 @@ def remove_stale_cases(cases_dir: Path, keep: set[str]) -> list[str]:
 def ground_truth_entry(case: SimulatedCase) -> dict[str, object]:
     bio = case.bio
     return {
+        "diagnosis": reference.diagnosis(bio),
         "grade": bio.grade,
         "subtype": bio.subtype,
         "situation": case.situation.name,

@@ -58,15 +58,22 @@ def first_sampling_target(bio: TumourBiology, modalities: tuple[str, ...]) -> st
 
 
 def diagnosis(bio: TumourBiology) -> str:
-    """Integrated diagnosis in WHO CNS 2021 wording."""
-    grade = f"CNS WHO grade {bio.grade[1]}"
-    if bio.subtype == "IDHmut-codel":
-        return f"Oligodendroglioma, IDH-mutant and 1p/19q-codeleted, {grade}"
-    if bio.subtype == "IDHmut-non-codel":
-        return f"Astrocytoma, IDH-mutant, {grade}"
-    if bio.grade == "G4":
-        return f"Glioblastoma, IDH-wildtype, {grade}"
-    return f"Diffuse astrocytic glioma, IDH-wildtype, {grade}"
+    """WHO CNS5 (2021) integrated diagnosis of the hidden biology, in the project's vocabulary.
+
+    The tumour's own grade stands for its histology (the specimen may under-sample it).
+    IDH-wildtype: EGFR amplification or grade 4 histology makes glioblastoma (cIMPACT-NOW 3);
+    the demo simulates no TERT promoter or +7/-10 status, so a lower-grade IDH-wildtype tumour
+    without EGFR amplification stays "NOS": the tests that could make it glioblastoma are not done.
+    IDH-mutant astrocytoma with CDKN2A/B homozygous deletion is grade 4 (cIMPACT-NOW 5).
+    """
+    if bio.codeleted:
+        return f"Oligodendroglioma, IDH-mutant and 1p/19q-codeleted, CNS WHO grade {bio.grade[1]}"
+    if bio.idh_mutant:
+        grade = "4" if bio.cdkn2a_deleted else bio.grade[1]
+        return f"Astrocytoma, IDH-mutant, CNS WHO grade {grade}"
+    if bio.egfr_amplified or bio.grade == "G4":
+        return "Glioblastoma, IDH-wildtype, CNS WHO grade 4"
+    return "Diffuse astrocytic glioma, IDH-wildtype, NOS"
 
 
 def _imaging_sentence(bio: TumourBiology, timepoints: int) -> str:
@@ -127,11 +134,12 @@ def reference_text(bio: TumourBiology, modalities: tuple[str, ...], timepoints: 
 
 
 def reference_report(case_id: str, bio: TumourBiology, modalities: tuple[str, ...], timepoints: int) -> ReferenceReport:
-    """The clinician's reference: grade and subtype (the truth), expected flags and a short text."""
+    """The clinician's reference: integrated diagnosis, grade and subtype (the truth), expected flags and a short text."""
     return ReferenceReport(
         case_id=case_id,
         author="neuro-oncology tumour board (reference)",
         conclusions=[
+            ReferenceConclusion(task="diagnosis", label=diagnosis(bio)),
             ReferenceConclusion(task="grade", label=bio.grade),
             ReferenceConclusion(task="molecular_subtype", label=bio.subtype),
         ],

@@ -15,13 +15,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from evals.text_fields import LABEL_NORMALISERS, normalise_grade, normalise_subtype
+from evals.text_fields import LABEL_NORMALISERS, normalise_diagnosis, normalise_grade, normalise_subtype
 from schemas.errors import InputError
 from schemas.reference import ReferenceReport
 from schemas.report import EvidenceChainReport
 from toolkit.registry import Registry
 
 REFERENCE_FILES = ("reference_report.json", "reference_report.txt", "reference_report.md")
+# Encodings tried in turn for a reference: clinicians' Chinese systems still save GBK/GB18030.
+REFERENCE_ENCODINGS = ("utf-8-sig", "gb18030")
 REPORT_FILE = "report.json"
 INSUFFICIENT = "insufficient_evidence"
 
@@ -36,6 +38,7 @@ class Reference:
     structured: bool
     conclusions: dict[str, str] = field(default_factory=dict)  # task -> label (structured only)
     flag_kinds: frozenset[str] | None = None  # None: free text does not state flags
+    encoding: str = "utf-8"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class GroundTruth:
     case_id: str
     grade: str | None = None
     subtype: str | None = None
+    diagnosis: str | None = None  # WHO CNS5 integrated diagnosis, in evals.text_fields.DIAGNOSES
     survival_months: float | None = None
     event: bool | None = None
     situation: str | None = None
@@ -77,17 +81,29 @@ def case_dirs(cohort_dir: Path) -> list[Path]:
 
 # --- references -----------------------------------------------------------------------
 def load_reference(case_dir: Path) -> Reference | None:
-    """The case's reference report (JSON first, then .txt, then .md), or None when there is none."""
+    """The case's reference report (JSON first, then .txt, then .md), or None when there is none.
+    Raises InputError naming file and field when the reference cannot be read."""
     for name in REFERENCE_FILES:
         path = case_dir / name
         if path.is_file():
             rel = f"{case_dir.name}/{name}"
+            text, encoding = decode_reference(path.read_bytes(), rel)
             return (
-                _structured_reference(path, rel, case_dir.name)
+                _structured_reference(text, encoding, rel, case_dir.name)
                 if name.endswith(".json")
-                else _text_reference(path, rel, case_dir.name)
+                else Reference(case_id=case_dir.name, file=rel, text=text, structured=False, encoding=encoding)
             )
     return None
+
+
+def decode_reference(data: bytes, rel: str) -> tuple[str, str]:
+    """(text, encoding): UTF-8 (a BOM allowed), else GB18030, the superset of GBK and GB2312."""
+    for encoding in REFERENCE_ENCODINGS:
+        try:
+            return data.decode(encoding), encoding.removesuffix("-sig")
+        except UnicodeDecodeError:
+            continue
+    raise InputError(rel, "(file)", f"not text in any of {', '.join(REFERENCE_ENCODINGS)}")
 
 
 def _read_text(path: Path, rel: str) -> str:
@@ -97,13 +113,9 @@ def _read_text(path: Path, rel: str) -> str:
         raise InputError(rel, "(file)", f"not UTF-8 text ({err.reason} at byte {err.start})") from err
 
 
-def _text_reference(path: Path, rel: str, case_id: str) -> Reference:
-    return Reference(case_id=case_id, file=rel, text=_read_text(path, rel), structured=False)
-
-
-def _structured_reference(path: Path, rel: str, case_id: str) -> Reference:
+def _structured_reference(text: str, encoding: str, rel: str, case_id: str) -> Reference:
     try:
-        ref = ReferenceReport.model_validate_json(_read_text(path, rel))
+        ref = ReferenceReport.model_validate_json(text)
     except ValidationError as err:
         raise InputError(rel, *_first_error(err)) from err
     if ref.case_id != case_id:
@@ -118,6 +130,7 @@ def _structured_reference(path: Path, rel: str, case_id: str) -> Reference:
         structured=True,
         conclusions={c.task: c.label for c in ref.conclusions},
         flag_kinds=frozenset(f.kind for f in ref.consistency_flags),
+        encoding=encoding,
     )
 
 
@@ -169,6 +182,7 @@ class _DemoExpected(BaseModel):
 class _DemoCase(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
+    diagnosis: str | None = None
     grade: str | int | None = None
     subtype: str | None = None
     situation: str | None = None
@@ -204,6 +218,7 @@ def _demo_ground_truth(path: Path) -> dict[str, GroundTruth]:
         e = c.expected
         out[case_id] = GroundTruth(
             case_id=case_id,
+            diagnosis=_label(c.diagnosis, normalise_diagnosis, path.name, f"cases.{case_id}.diagnosis"),
             grade=_label(c.grade, normalise_grade, path.name, f"cases.{case_id}.grade"),
             subtype=_label(c.subtype, normalise_subtype, path.name, f"cases.{case_id}.subtype"),
             survival_months=c.survival_months,

@@ -25,7 +25,12 @@ WEAKER_SIGNAL = (
     "not correct findings, and the embedding reads only the first ~256 tokens of each text."
 )
 TABLE_COLUMNS = ("field", "vs", "n", "coverage", "report states", "agreement", "precision", "recall")
+# Stated by the reference, not scored, and why: kept apart so that no extractor miss is charged to the report.
+NOT_SCORED_COLUMNS = ("report not stated", "extractor could not read", "reading contradicts truth")
+TERMINAL_NOT_SCORED = ("report silent", "unread", "misread")
 EXTRACTION_COLUMNS = ("field", "vs", "n", "truth known", "reference text states", "agreement")
+DIAGNOSIS_FIELDS = ("diagnosis", "diagnosis_family", "diagnosis_grade")
+DIAGNOSIS_LEVEL_NAMES = {"diagnosis": "exact", "diagnosis_family": "tumour type", "diagnosis_grade": "CNS WHO grade"}
 LISTED_IN_TABLE = 10  # missing case ids named in the terminal header; the files list them all
 
 
@@ -63,14 +68,22 @@ def _row(a: FieldAgreement) -> list[str]:
     ]
 
 
+def _not_scored(a: FieldAgreement) -> list[str]:
+    return [str(a.report_not_stated), str(a.reference_unread), str(a.reading_contradicts_truth)]
+
+
 def format_table(result: EvalResult) -> str:
     """The headline table for the terminal: per field, how often references state it and we agree."""
-    rows = [list(TABLE_COLUMNS)] + [_row(a) for a in result.agreement]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_COLUMNS))]
+    rows = [[*TABLE_COLUMNS, *TERMINAL_NOT_SCORED]] + [_row(a) + _not_scored(a) for a in result.agreement]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     head = f"{result.n_reports}/{result.n_cases} cases have a report"
-    for what, ids in (("missing", result.missing_reports), ("unreadable", list(result.unreadable_reports))):
+    for what, ids in (
+        ("missing", result.missing_reports),
+        ("unreadable", list(result.unreadable_reports)),
+        ("references skipped (see eval_report.md for why)", list(result.unreadable_references)),
+    ):
         if ids:
             more = f" (+{len(ids) - LISTED_IN_TABLE} more)" if len(ids) > LISTED_IN_TABLE else ""
             head += f"; {what}: {', '.join(ids[:LISTED_IN_TABLE])}{more}"
@@ -197,11 +210,12 @@ def _survival_table(survival: SurvivalSummary | None) -> Table | None:
 
 
 def _modality_table(result: EvalResult) -> Table:
-    head = ["modalities present", "n", "grade accuracy", "subtype accuracy", "C-index"]
+    head = ["modalities present", "n", "diagnosis accuracy", "grade accuracy", "subtype accuracy", "C-index"]
     return [head] + [
         [
             g.modalities,
             str(g.n),
+            _num(g.accuracy.get("diagnosis")),
             _num(g.accuracy.get("grade")),
             _num(g.accuracy.get("molecular_subtype")),
             _num(g.c_index),
@@ -233,12 +247,29 @@ def _disagreement_table(result: EvalResult) -> Table:
     ]
 
 
+def _diagnosis_table(result: EvalResult) -> Table:
+    head = ["level", "vs", "n", "stated", "agreement", "report not stated"]
+    return [head] + [
+        [
+            DIAGNOSIS_LEVEL_NAMES[a.field],
+            a.versus,
+            str(a.n),
+            f"{a.stated} ({_pct(a.coverage)})",
+            f"{a.agreed}/{a.compared} ({_pct(a.agreement)})",
+            str(a.report_not_stated),
+        ]
+        for a in result.agreement
+        if a.field in DIAGNOSIS_FIELDS
+    ]
+
+
 def _sections(result: EvalResult) -> dict[str, Table | None]:
     """Tables shared by the Markdown and HTML documents."""
     return {
-        "agreement": [list(TABLE_COLUMNS)] + [_row(a) for a in result.agreement],
-        "extraction": [list(EXTRACTION_COLUMNS)]
-        + [_row(a)[: len(EXTRACTION_COLUMNS)] for a in result.reference_extraction],
+        "diagnosis": _diagnosis_table(result),
+        "agreement": [[*TABLE_COLUMNS, *NOT_SCORED_COLUMNS]] + [_row(a) + _not_scored(a) for a in result.agreement],
+        "extraction": [[*EXTRACTION_COLUMNS, "extractor could not read"]]
+        + [_row(a)[: len(EXTRACTION_COLUMNS)] + [str(a.reference_unread)] for a in result.reference_extraction],
         "model": _model_table(result),
         "survival": _survival_table(result.survival),
         "modalities": _modality_table(result),
@@ -271,15 +302,30 @@ def _header(result: EvalResult) -> list[str]:
         lines.append(f"Missing reports ({len(result.missing_reports)}): {', '.join(result.missing_reports)}.")
     for case_id, error in result.unreadable_reports.items():
         lines.append(f"Unreadable report {case_id}: {error}")
+    for case_id, error in result.unreadable_references.items():
+        lines.append(f"Reference skipped for {case_id} (the case is still scored against the truth): {error}")
+    if result.reference_encodings:
+        decoded = ", ".join(f"{case_id} ({enc})" for case_id, enc in result.reference_encodings.items())
+        lines.append(f"References read in another encoding than UTF-8: {decoded}.")
     return lines
 
 
 _MD_PARTS = (
     (
+        "Integrated diagnosis (WHO CNS5)",
+        "diagnosis",
+        "The report's diagnosis conclusion against the truth and the reference: the exact label, the tumour "
+        "type (NOS forms count in the type they name) and the CNS WHO grade (a NOS label states none). "
+        "A report without a diagnosis conclusion, or one that abstains, counts as not stated.",
+    ),
+    (
         "Field agreement",
         "agreement",
         "Coverage: share of evaluated cases whose reference (or truth) states the field. "
-        "Report states: share of those where our report states it too. Agreement: over cases where both do.",
+        "Report states: share of those where our report states it too. Agreement: over cases where both do. "
+        "Not scored, and counted apart: the report does not state the field; the reference talks about it "
+        "but the extractor could read no value; or what was read contradicts the ground truth while the "
+        "report matches it (a misread or wrong reference, not a report error).",
     ),
     (
         "Reference extraction check",

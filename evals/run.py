@@ -22,14 +22,22 @@ from evals.metrics import (
 )
 from evals.references import GroundTruth, Reference, case_dirs, load_ground_truth, load_reference, load_report
 from evals.report import format_table, write_eval_report
-from evals.text_fields import GRADES, SUBTYPES, FieldValue, extract_fields
+from evals.text_fields import DIAGNOSES, GRADES, SUBTYPES, FieldValue, extract_fields, unread_fields
 from schemas.common import MODALITIES
 from schemas.errors import InputError
 from schemas.report import Conclusion, EvidenceChainReport
 
 # Canonical class order per task, and the adverse class a decision curve treats as positive.
-TASK_CLASSES: dict[str, tuple[str, ...]] = {"grade": GRADES[1:], "molecular_subtype": SUBTYPES}
-DECISION_POSITIVE: dict[str, str] = {"grade": "G4", "molecular_subtype": "IDHwt"}
+TASK_CLASSES: dict[str, tuple[str, ...]] = {
+    "diagnosis": tuple(DIAGNOSES),
+    "grade": GRADES[1:],
+    "molecular_subtype": SUBTYPES,
+}
+DECISION_POSITIVE: dict[str, str] = {
+    "diagnosis": "Glioblastoma, IDH-wildtype, CNS WHO grade 4",
+    "grade": "G4",
+    "molecular_subtype": "IDHwt",
+}
 UNASSIGNED = "unassigned"
 
 __all__ = ["EvalResult", "ModalityGroup", "format_table", "run_eval"]
@@ -54,6 +62,10 @@ class EvalResult:
     n_reports: int
     missing_reports: list[str]
     unreadable_reports: dict[str, str]  # case id -> error naming file and field
+    # References skipped with the reason (case id -> error naming file and field), and those
+    # read in another encoding than UTF-8 (case id -> encoding): the eval goes on either way.
+    unreadable_references: dict[str, str]
+    reference_encodings: dict[str, str]
     agreement: list[FieldAgreement]
     reference_extraction: list[FieldAgreement]  # reference text vs truth: how far references can be trusted
     disagreements: list[FieldCheck]
@@ -82,9 +94,7 @@ class _Case:
         return next((c for c in self.report.conclusions if c.task == task), None)
 
     def truth_label(self, task: str) -> str | None:
-        if self.truth is None:
-            return None
-        return self.truth.grade if task == "grade" else self.truth.subtype
+        return compare.truth_values(self.truth).get(task)
 
     def modalities(self) -> str:
         return "+".join(sorted(self.report.modalities.present)) or "(none)"
@@ -96,14 +106,20 @@ class _Cohort:
     references: dict[str, Reference] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
     unreadable: dict[str, str] = field(default_factory=dict)
+    unreadable_references: dict[str, str] = field(default_factory=dict)
 
 
 def _load(cohort_dir: Path, reports_dir: Path, truths: dict[str, GroundTruth]) -> _Cohort:
-    """Every case folder's reference and report; a missing or unreadable report is listed, not fatal."""
+    """Every case folder's reference and report; a missing or unreadable report or reference is
+    listed, not fatal: the case is still scored against the truth."""
     cohort = _Cohort()
     for case_dir in case_dirs(cohort_dir):
         case_id = case_dir.name
-        reference = load_reference(case_dir)
+        try:
+            reference = load_reference(case_dir)
+        except InputError as err:
+            cohort.unreadable_references[case_id] = str(err)
+            reference = None
         if reference is not None:
             cohort.references[case_id] = reference
         try:
@@ -135,12 +151,13 @@ def run_eval(
     truth_file, truths = load_ground_truth(cohort_dir)
     cohort = _load(cohort_dir, reports_dir, truths)
     fields = {case_id: extract_fields(ref.text) for case_id, ref in cohort.references.items()}
-    checks = _checks(cohort.cases, fields)
+    unread = {case_id: unread_fields(cohort.references[case_id].text, f) for case_id, f in fields.items()}
+    checks = _checks(cohort.cases, fields, unread)
     extraction = [
         c
         for case_id in fields
         if case_id in truths
-        for c in compare.reference_extraction_checks(case_id, fields[case_id], truths[case_id])
+        for c in compare.reference_extraction_checks(case_id, fields[case_id], truths[case_id], unread[case_id])
     ]
     similarity = compare.text_similarity(
         [(c.case_id, c.reference, c.report) for c in cohort.cases if c.reference is not None], _embedder(embedder)
@@ -153,6 +170,8 @@ def run_eval(
         n_reports=len(cohort.cases),
         missing_reports=cohort.missing,
         unreadable_reports=cohort.unreadable,
+        unreadable_references=cohort.unreadable_references,
+        reference_encodings={k: r.encoding for k, r in cohort.references.items() if r.encoding != "utf-8"},
         agreement=compare.summarise(checks, len(cohort.cases)),
         reference_extraction=compare.summarise(extraction, sum(case_id in truths for case_id in fields)),
         disagreements=compare.disagreements(checks),
@@ -169,12 +188,17 @@ def run_eval(
     return result
 
 
-def _checks(cases: list[_Case], fields: dict[str, dict[str, FieldValue]]) -> list[FieldCheck]:
+def _checks(
+    cases: list[_Case], fields: dict[str, dict[str, FieldValue]], unread: dict[str, set[str]]
+) -> list[FieldCheck]:
     checks = []
     for c in cases:
-        checks += compare.structured_checks(c.case_id, c.report, c.reference, fields.get(c.case_id, {}), c.truth)
+        missed = unread.get(c.case_id, set())
+        checks += compare.structured_checks(
+            c.case_id, c.report, c.reference, fields.get(c.case_id, {}), c.truth, missed
+        )
         if c.reference is not None:
-            checks += compare.text_checks(c.case_id, c.report, fields[c.case_id])
+            checks += compare.text_checks(c.case_id, c.report, fields[c.case_id], missed, c.truth)
     return checks
 
 

@@ -271,6 +271,7 @@ def test_manifests_and_references_validate(demo_cohort):
         assert not re.search(r"\b(grade|idh|glioblastoma|codel\w*|high|low|necro\w*)\b", manifest.clinical_notes, re.I)
         ref = ReferenceReport.model_validate_json((folder / "reference_report.json").read_text())
         assert {c.task: c.label for c in ref.conclusions} == {
+            "diagnosis": entry["diagnosis"],
             "grade": entry["grade"],
             "molecular_subtype": entry["subtype"],
         }

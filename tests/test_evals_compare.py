@@ -33,6 +33,8 @@ from schemas.report import (
 
 GRADES = ("G2", "G3", "G4")
 SUBTYPES = ("IDHwt", "IDHmut-codel", "IDHmut-non-codel")
+GBM = "Glioblastoma, IDH-wildtype, CNS WHO grade 4"
+DIAGNOSIS_LABELS = (GBM, "Astrocytoma, IDH-mutant, CNS WHO grade 3", "Diffuse astrocytic glioma, IDH-wildtype, NOS")
 
 
 def _conclusion(task: str, labels: tuple[str, ...], label: str, p: float, **extra) -> Conclusion:
@@ -60,6 +62,7 @@ def _report(
     narrative_en: list[str],
     narrative_zh: list[str],
     sample_enhancing: bool,
+    diagnosis: tuple[str, float] | None = None,
 ) -> EvidenceChainReport:
     missing = [m for m in ("imaging", "pathology", "genomics", "clinical") if m not in present]
     spatial = [
@@ -79,6 +82,7 @@ def _report(
         ),
         modalities=Modalities(present=present, missing=missing),
         conclusions=[
+            *([_conclusion("diagnosis", DIAGNOSIS_LABELS, *diagnosis)] if diagnosis else []),
             _conclusion("grade", GRADES, *grade),
             _conclusion("molecular_subtype", SUBTYPES, *subtype),
             _conclusion("risk", ("low", "high"), risk[1], 0.7, score=risk[0], risk_group=risk[1]),
@@ -146,6 +150,7 @@ def tiny(tmp_path: Path) -> tuple[Path, Path]:
         "seed": 0,
         "cases": {
             "caseA": {
+                "diagnosis": GBM,
                 "grade": "G4",
                 "subtype": "IDHwt",
                 "situation": "no_pathology",
@@ -158,6 +163,7 @@ def tiny(tmp_path: Path) -> tuple[Path, Path]:
                 },
             },
             "caseB": {
+                "diagnosis": "Astrocytoma, IDH-mutant, CNS WHO grade 3",
                 "grade": "G3",
                 "subtype": "IDHmut-non-codel",
                 "situation": "complete",
@@ -189,6 +195,7 @@ def tiny(tmp_path: Path) -> tuple[Path, Path]:
         ["The lesion reads as a glioblastoma, grade G4.", "Imaging shows a necrotic core."],
         ["影像提示胶质母细胞瘤，WHO 4级。", "可见坏死。"],
         sample_enhancing=True,
+        diagnosis=(GBM, 0.8),
     )
     report_b = _report(
         "caseB",
@@ -274,6 +281,89 @@ def test_reference_extraction_and_model_metrics(tiny) -> None:
         ("clinical+genomics+imaging+pathology", 1),
     ]
     assert result.missing_modality_rate == {"imaging": 0.0, "pathology": 0.5, "genomics": 0.0, "clinical": 0.0}
+
+
+def test_integrated_diagnosis_scored_and_old_reports_not_stated(tiny, tmp_path) -> None:
+    """A states the diagnosis the truth and its reference give; B was written before reports had a
+    diagnosis conclusion: it is "not stated", neither an error of the report nor of the extractor."""
+    result = run_eval(*tiny, tmp_path / "out", embedder=None, n_boot=20)
+    exact = _row(result, "diagnosis", "ground_truth")
+    assert _counts(exact) == (2, 2, 1, 1)
+    assert exact.report_not_stated == 1
+    for level in ("diagnosis_family", "diagnosis_grade"):
+        assert _counts(_row(result, level, "ground_truth")) == (2, 2, 1, 1)
+    # A's structured reference has no diagnosis conclusion; its text states the CNS5 diagnosis.
+    assert _counts(_row(result, "diagnosis", "reference")) == (2, 1, 1, 1)
+    assert result.classification["diagnosis"].n == 1
+    assert not [d for d in result.disagreements if d.field.startswith("diagnosis")]
+    markdown = (tmp_path / "out" / "eval_report.md").read_text(encoding="utf-8")
+    section = markdown.split("## Integrated diagnosis (WHO CNS5)")[1].split("## ")[0]
+    assert "| exact | ground_truth | 2 | 2 (100%) | 1/1 (100%) | 1 |" in section
+    assert "| tumour type | ground_truth |" in section and "| CNS WHO grade | ground_truth |" in section
+    html = (tmp_path / "out" / "eval_report.html").read_text(encoding="utf-8")
+    assert "Integrated diagnosis (WHO CNS5)" in html
+    payload = json.loads((tmp_path / "out" / "eval_results.json").read_text(encoding="utf-8"))
+    row = next(a for a in payload["agreement"] if (a["field"], a["versus"]) == ("diagnosis", "ground_truth"))
+    assert row["report_not_stated"] == 1
+
+
+def test_wrong_grade_right_type_scored_per_level(tiny) -> None:
+    cohort, reports = tiny
+    truth = json.loads((cohort / "ground_truth.json").read_text(encoding="utf-8"))
+    truth["cases"]["caseA"]["diagnosis"] = "Astrocytoma, IDH-mutant, CNS WHO grade 4"
+    _write(cohort / "ground_truth.json", json.dumps(truth))
+    result = run_eval(cohort, reports, None, embedder=None, n_boot=20)
+    assert _row(result, "diagnosis", "ground_truth").agreed == 0
+    assert _row(result, "diagnosis_family", "ground_truth").agreed == 0
+    assert _row(result, "diagnosis_grade", "ground_truth").agreed == 1  # both grade 4
+
+
+def test_extractor_misread_not_charged_to_report(tiny) -> None:
+    """B's text says IDH-wildtype where truth and report say IDH-mutant: a misread (or wrong)
+    reference, counted apart; an IDH sentence the extractor cannot read is 'could not read'."""
+    cohort, reports = tiny
+    _write(
+        cohort / "cases" / "caseB" / "reference_report.txt",
+        "Anaplastic astrocytoma, WHO grade III. IDH1 wild-type by sequencing. 1p/19q intact.",
+    )
+    result = run_eval(cohort, reports, None, embedder=None, n_boot=20)
+    subtype = _row(result, "molecular_subtype", "reference")
+    assert (subtype.reading_contradicts_truth, subtype.compared, subtype.agreed) == (1, 1, 1)
+    assert not [d for d in result.disagreements if d.field in ("molecular_subtype", "idh")]
+    _write(cohort / "cases" / "caseB" / "reference_report.txt", "Anaplastic astrocytoma, WHO grade III. IDH: see addendum.")
+    result = run_eval(cohort, reports, None, embedder=None, n_boot=20)
+    assert _row(result, "idh", "reference_text").reference_unread == 1
+    assert _row(result, "molecular_subtype", "reference").reference_unread == 1
+    extraction = next(a for a in result.reference_extraction if a.field == "molecular_subtype")
+    assert extraction.reference_unread == 1
+
+
+def test_unreadable_reference_is_skipped_with_reason(tiny) -> None:
+    cohort, reports = tiny
+    (cohort / "cases" / "caseB" / "reference_report.txt").write_bytes(b"\x80\xff\xfe")
+    (cohort / "cases" / "caseC" / "reference_report.txt").write_bytes("少突胶质细胞瘤，WHO 2级。".encode("gbk"))
+    result = run_eval(cohort, reports, None, embedder=None, n_boot=20)
+    assert result.n_reports == 2
+    assert list(result.unreadable_references) == ["caseB"]
+    assert result.unreadable_references["caseB"].startswith("caseB/reference_report.txt: (file): ")
+    assert result.reference_encodings == {"caseC": "gb18030"}
+    # B is still scored against its truth.
+    assert _counts(_row(result, "grade", "ground_truth")) == (2, 2, 2, 1)
+
+
+def test_cli_names_a_skipped_reference_and_exits_2(tiny, capsys) -> None:
+    from agents.cli import main
+
+    cohort, reports = tiny
+    assert main(["eval", str(cohort), str(reports)]) == 0
+    (cohort / "cases" / "caseB" / "reference_report.txt").write_bytes(b"\x80\xff\xfe")
+    capsys.readouterr()
+    assert main(["eval", str(cohort), str(reports)]) == 2
+    out, err = capsys.readouterr()
+    assert "grade" in out  # the table is still printed: every other case was scored
+    assert err.strip().splitlines() == [
+        "evchain: error: reference skipped: caseB/reference_report.txt: (file): not text in any of utf-8-sig, gb18030"
+    ]
 
 
 def test_unreadable_report_is_listed_not_fatal(tiny) -> None:
@@ -394,7 +484,10 @@ def test_format_table(tiny) -> None:
     table = format_table(result)
     lines = table.splitlines()
     assert lines[0] == "2/3 cases have a report; missing: caseC"
-    assert lines[1].split() == ["field", "vs", "n", "coverage", "report", "states", "agreement", "precision", "recall"]
+    assert lines[1].split() == [
+        *("field", "vs", "n", "coverage", "report", "states", "agreement", "precision", "recall"),
+        *("report", "silent", "unread", "misread"),
+    ]
     grade_row = next(line for line in lines if line.startswith("grade") and " reference " in line)
     assert grade_row.split()[:8] == ["grade", "reference", "2", "2", "(100%)", "2", "(100%)", "1/2"]
 

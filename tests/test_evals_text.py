@@ -69,8 +69,10 @@ SNIPPETS = [
     (" NEGATIVE -No evidence of methylated MGMT promoter is detected. ", "mgmt", "methylated", "negated"),
     ("POSITIVE: Methylated MGMT promoter is detected.", "mgmt", "methylated", "affirmed"),
     ("MGMT promoter: unmethylated.", "mgmt", "unmethylated", "affirmed"),
-    ("The IDH1 R132H mutation is negative.", "idh", "mutant", "negated"),
-    ("The neoplastic cells are negative for IDHI (R132H ) immunostain.", "idh", "mutant", "negated"),
+    # A negative R132H test leaves IDH open (other IDH1/IDH2 mutations): only R132H is "not detected".
+    ("The IDH1 R132H mutation is negative.", "idh1_r132h", "not_detected", "affirmed"),
+    ("The neoplastic cells are negative for IDHI (R132H ) immunostain.", "idh1_r132h", "not_detected", "affirmed"),
+    ("IDH1 mutation is negative by sequencing.", "idh", "mutant", "negated"),
     (
         "strongly positive for p53 protein and IDH1 (R132H) mutant protein, the latter of which",
         "idh",
@@ -85,6 +87,8 @@ SNIPPETS = [
     ),
     ("IDH1 R132H positive", "idh", "mutant", "affirmed"),
     ("Glioblastoma, IDH-wildtype, CNS WHO grade 4.", "idh", "wildtype", "affirmed"),
+    ("Glioblastoma, IDH-wildtype, CNS WHO grade 4.", "diagnosis", "Glioblastoma, IDH-wildtype, CNS WHO grade 4", "affirmed"),
+    ("考虑星形细胞瘤，IDH突变型，CNS WHO 3级。", "diagnosis", "Astrocytoma, IDH-mutant, CNS WHO grade 3", "uncertain"),
     (
         "Molecular studies showed LOH for 1p/19q (see procedure addenda below).",
         "codeletion_1p19q",
@@ -129,7 +133,7 @@ SNIPPETS = [
     ("间变性少突胶质细胞瘤", "grade", "G3", "affirmed"),
     ("分子检测：IDH野生型。", "idh", "wildtype", "affirmed"),
     ("IDH1 R132H（+）", "idh", "mutant", "affirmed"),
-    ("免疫组化：IDH1(-)，ATRX(+)。", "idh", "mutant", "negated"),
+    ("免疫组化：IDH1(-)，ATRX(+)。", "idh1_r132h", "not_detected", "affirmed"),
     ("1p/19q联合缺失", "codeletion_1p19q", "codeleted", "affirmed"),
     ("MGMT启动子甲基化阳性。", "mgmt", "methylated", "affirmed"),
     ("MGMT启动子未甲基化。", "mgmt", "unmethylated", "affirmed"),
@@ -175,7 +179,7 @@ def test_boilerplate_states_nothing(text: str, name: str) -> None:
 
 
 def test_stated_value_of_binary_and_multivalued_fields() -> None:
-    fields = extract_fields("No necrosis. The IDH1 R132H mutation is negative. Glioblastoma cannot be excluded.")
+    fields = extract_fields("No necrosis. IDH1 is wild-type by sequencing. Glioblastoma cannot be excluded.")
     assert fields["necrosis"].stated() == "absent"
     assert fields["idh"].stated() == "wildtype"
     assert fields["histology"].stated() is None  # a hedge names no value
