@@ -45,9 +45,9 @@ LIMITATIONS = (
     "discrimination on data normalised otherwise.",
     "Held-out metrics are out-of-fold predictions of the inner patient-level cross-validation; the "
     "hyper-parameters were chosen on the same cohort, so external validation is required before any use.",
-    "Reported class probabilities use temperatures, and prediction sets (split-conformal, LAC, 90%) and the "
-    "genomics OOD threshold use a calibration split held out from training (patient-level, stratified); "
-    "bench/calibration.py measures them on a further split used for nothing else.",
+    "Prediction sets (split-conformal, LAC, 90%) and the genomics OOD threshold are fitted on a calibration "
+    "split held out from training (patient-level, stratified); bench/calibration.py measures them, and the "
+    "probabilities' ECE, on a further split used for nothing else.",
     "Modality contributions are shares of |coefficient x standardised value| per modality: they describe "
     "the linear model, not causality.",
 )
@@ -190,7 +190,6 @@ def _calibration_card(post_hoc: PostHocCalibration | None) -> dict[str, Any]:
         return {"note": "no calibration split: no prediction sets and no OOD detector"}
     ood = post_hoc.ood
     return {
-        "temperatures": post_hoc.temperatures,
         "conformal": {task: c.to_dict() for task, c in post_hoc.conformal.items()},
         "ood": {
             "genomics": {

@@ -68,11 +68,7 @@ def modality_contributions(
 
 
 def predict_case(loaded: LoadedLinearModel, inputs: CaseInputs) -> FusionOutput:
-    """Calibrated grade and subtype probabilities, the Cox risk, prediction sets and the genomics OOD score.
-
-    The risk head reads the probabilities it was stacked on (the model's inner-CV temperature);
-    the reported ones use the calibration split's temperature where the checkpoint has one.
-    """
+    """Calibrated grade and subtype probabilities, the Cox risk, prediction sets and the genomics OOD score."""
     model = loaded.model
     post = loaded.post_hoc
     names = model.feature_names
@@ -81,7 +77,6 @@ def predict_case(loaded: LoadedLinearModel, inputs: CaseInputs) -> FusionOutput:
     X = x[None]
     Z = model.preprocessor.transform(X)
     probabilities = {head.spec.task: head.probabilities(Z) for head in model.classifiers}
-    reported = post.probabilities(model, Z) if post else probabilities
     risk_inputs = model.risk.inputs(X, names, probabilities)
     score = float(model.risk.cox.linear_predictor(risk_inputs)[0])
     calibration = model.risk.calibration
@@ -98,8 +93,8 @@ def predict_case(loaded: LoadedLinearModel, inputs: CaseInputs) -> FusionOutput:
         TaskPrediction(
             task=head.spec.task,
             labels=list(head.labels),
-            probabilities=dict(zip(head.labels, reported[head.spec.task][0].tolist(), strict=True)),
-            **sets(head.spec.task, reported[head.spec.task], head.labels),
+            probabilities=dict(zip(head.labels, probabilities[head.spec.task][0].tolist(), strict=True)),
+            **sets(head.spec.task, probabilities[head.spec.task], head.labels),
         )
         for head in model.classifiers
     ]
