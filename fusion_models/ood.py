@@ -59,23 +59,34 @@ class MahalanobisDetector:
     false_alarm_rate: float  # bound on the clean false-alarm rate the threshold reaches
     n_fit: int  # training rows
     n_threshold: int  # held-out cases
+    columns: np.ndarray  # the row entries it reads
     method: str = METHOD
 
     @classmethod
     def fit(
-        cls, train_rows: np.ndarray, heldout_cases: list[np.ndarray], false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE
+        cls,
+        train_rows: np.ndarray,
+        heldout_cases: list[np.ndarray],
+        false_alarm_rate: float = DEFAULT_FALSE_ALARM_RATE,
+        columns: np.ndarray | None = None,
     ) -> MahalanobisDetector:
-        """`train_rows` (N, D) from the training split; `heldout_cases`: each clean held-out case's rows."""
+        """`train_rows` (N, D) from the training split; `heldout_cases`: each clean held-out case's rows.
+
+        `columns`: the entries to read (default all).
+        """
         train_rows = np.asarray(train_rows, dtype=np.float64)
-        estimator = LedoitWolf().fit(train_rows)
+        columns = np.arange(train_rows.shape[1]) if columns is None else np.asarray(columns, dtype=np.int64)
+        estimator = LedoitWolf().fit(train_rows[:, columns])
         mean, precision = estimator.location_, estimator.precision_
-        scores = [float(mahalanobis(rows, mean, precision).mean()) for rows in heldout_cases]
+        scores = [float(mahalanobis(np.atleast_2d(rows)[:, columns], mean, precision).mean()) for rows in heldout_cases]
         threshold, reached = threshold_at(np.array(scores), false_alarm_rate)
-        return cls(mean, precision, threshold, reached, len(train_rows), len(heldout_cases))
+        return cls(mean, precision, threshold, reached, len(train_rows), len(heldout_cases), columns)
 
     def score(self, rows: np.ndarray) -> float:
         """Mean distance of one case's rows (a vector, or a slide's patches)."""
-        return float(min(mahalanobis(rows, self.mean, self.precision).mean(), FARTHEST))
+        with np.errstate(over="ignore"):
+            distance = mahalanobis(np.atleast_2d(rows)[:, self.columns], self.mean, self.precision).mean()
+        return float(min(distance, FARTHEST))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +97,7 @@ class MahalanobisDetector:
             "false_alarm_rate": self.false_alarm_rate,
             "n_fit": self.n_fit,
             "n_threshold": self.n_threshold,
+            "columns": self.columns.tolist(),
         }
 
     @classmethod
@@ -99,4 +111,5 @@ class MahalanobisDetector:
             float(stored["false_alarm_rate"]),
             int(stored["n_fit"]),
             int(stored["n_threshold"]),
+            np.asarray(stored["columns"], dtype=np.int64),
         )

@@ -23,7 +23,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from fusion_models.calibration import RiskCalibration, breslow_cumulative_hazard, fit_temperature, horizon_labels
+from fusion_models.calibration import (
+    RiskCalibration,
+    breslow_cumulative_hazard,
+    fit_temperature,
+    horizon_labels,
+    softmax,
+)
 from fusion_models.card import classification_metrics, model_card, survival_metrics, write_card
 from fusion_models.conformal import ConformalSets, coverage_and_size
 from fusion_models.encoders import create_encoder
@@ -52,6 +58,7 @@ SET_COVERAGE = 0.9
 # Per modality; a case with three scored modalities is flagged somewhere for at most ~15% of clean cases.
 OOD_FALSE_ALARM_RATE = 0.05
 MAX_OOD_ROWS = 20_000
+MIN_KNOWN_SHARE = 0.5
 SPLIT_ROLES = {
     "training": "network weights; standardisation, risk baseline hazard and tertiles, OOD mean and covariance",
     "stopping": "early-stopping epoch only",
@@ -304,6 +311,19 @@ def _set_targets(
     return task_probabilities(task, scores[labels >= 0], calibration), labels[labels >= 0]
 
 
+def _dense_columns(examples: Sequence[Example], modality: str) -> np.ndarray | None:
+    """Features measured in at least MIN_KNOWN_SHARE of the training cases that have the modality.
+
+    A rarely measured feature (lesion growth needs two scans) is 0 in most training rows, so its
+    variance is tiny and any real value of it would read as far away; the detector leaves it out.
+    Patches have no unmeasured entries (None: every column).
+    """
+    if modality == "pathology":
+        return None
+    known = torch.stack([e.tensors.known[modality] for e in examples if e.tensors.known[modality].any()])
+    return np.flatnonzero(known.mean(dim=0).numpy() >= MIN_KNOWN_SHARE)
+
+
 def _ood_detectors(
     model: FusionModel, splits: dict[str, Sequence[Example]], false_alarm_rate: float, seed: int
 ) -> tuple[dict[str, MahalanobisDetector], dict[str, Any]]:
@@ -317,7 +337,8 @@ def _ood_detectors(
         heldout = [case[modality] for case in rows["calibration"] if modality in case]
         if not heldout:
             continue
-        detector = MahalanobisDetector.fit(train_rows, heldout, false_alarm_rate)
+        columns = _dense_columns(splits["training"], modality)
+        detector = MahalanobisDetector.fit(train_rows, heldout, false_alarm_rate, columns)
         evaluation = [detector.score(case[modality]) for case in rows["evaluation"] if modality in case]
         detectors[modality] = detector
         report[modality] = {
@@ -344,11 +365,14 @@ def calibrate(
     size = config.training.batch_size
     out = {name: evaluate(model, part, size) for name, part in splits.items() if name != "stopping"}
     calibration = Calibration(temperatures={}, risk={})
+    unbounded: dict[str, float] = {}
     for task in config.tasks:
         if task.kind == "classification":
             logits, labels = _class_arrays(task, out["calibration"], splits["calibration"])
             enough = len(labels) >= MIN_CALIBRATION_CASES
             calibration.temperatures[task.name] = fit_temperature(logits, labels, TEMPERATURE_BOUNDS) if enough else 1.0
+            if enough:  # on the card: how far the never-sharpen bound moved the fit
+                unbounded[task.name] = fit_temperature(logits, labels)
         else:
             calibration.risk[task.name] = _risk_calibration(task, out["training"], splits["training"])
         probs, labels = _set_targets(task, out["calibration"], splits["calibration"], calibration)
@@ -359,7 +383,10 @@ def calibrate(
     for task in config.tasks:
         if task.kind == "classification":
             logits, labels = _class_arrays(task, out["evaluation"], splits["evaluation"])
-            task_metrics = classification_metrics(logits, labels, calibration.temperatures[task.name]) if len(labels) else {}
+            temperature = calibration.temperatures[task.name]
+            task_metrics = classification_metrics(logits, labels, temperature) if len(labels) else {}
+            if len(labels):
+                task_metrics["over_0.99"] = _confident(logits, labels, temperature, 0.99)
         else:
             task_metrics = survival_metrics(*_survival_arrays(task, out["evaluation"], splits["evaluation"]))
         probs, labels = _set_targets(task, out["evaluation"], splits["evaluation"], calibration)
@@ -375,13 +402,24 @@ def calibrate(
     if evaluation.n_patches:
         accuracy = evaluation.pattern_correct / evaluation.n_patches
         metrics["patch_pattern"] = {"n_patches": evaluation.n_patches, "accuracy": accuracy}
-    return calibration, {"evaluation": metrics, "ood": ood_report, "calibration": calibration_record(calibration)}
+    record = calibration_record(calibration, unbounded)
+    return calibration, {"evaluation": metrics, "ood": ood_report, "calibration": record}
 
 
-def calibration_record(calibration: Calibration) -> dict[str, Any]:
+def _confident(logits: np.ndarray, labels: np.ndarray, temperature: float, level: float) -> dict[str, Any]:
+    """How many cases get a top probability above `level`, and how often that label is right."""
+    probs = softmax(logits, temperature)
+    sure = probs.max(axis=1) > level
+    correct = probs.argmax(axis=1)[sure] == labels[sure]
+    return {"n": int(sure.sum()), "accuracy": float(correct.mean()) if sure.any() else None}
+
+
+def calibration_record(calibration: Calibration, unbounded: dict[str, float]) -> dict[str, Any]:
     """The fitted calibration for the model card."""
     return {
         "temperatures": calibration.temperatures,
+        "temperature_bounds": list(TEMPERATURE_BOUNDS),
+        "temperatures_unbounded": unbounded,
         "conformal": {task: c.to_dict() for task, c in calibration.conformal.items()},
     }
 

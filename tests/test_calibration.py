@@ -141,6 +141,15 @@ def test_card_states_splits_calibration_coverage_and_ood(demo_checkpoint):
         assert ood["threshold"] > 0 and ood["false_alarm_bound"] <= 0.1
         assert ood["evaluation_false_alarm_rate"] is not None
     assert "calibration" in card["training_data"]["split_roles"]
+    assert card["metrics"]["evaluation"]["grade"]["over_0.99"]["n"] >= 0
+
+
+@pytest.mark.slow
+def test_rarely_measured_features_are_left_out_of_the_ood_score(loaded):
+    names = loaded.config.inputs.vector_names()["imaging"]
+    read = [names[j] for j in loaded.calibration.ood["imaging"].columns]
+    assert "lesion_growth_log_ratio" not in read  # needs two scans: about 5% of the training cases
+    assert "lesion_log1p_volume_ml" in read
 
 
 @pytest.mark.slow

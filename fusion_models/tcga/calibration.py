@@ -46,11 +46,10 @@ def genomic_columns(model: LinearGliomaModel) -> np.ndarray:
 @dataclass(frozen=True)
 class PostHocCalibration:
     conformal: dict[str, ConformalSets]  # classification tasks and risk (event status at the horizon)
-    ood: MahalanobisDetector
-    ood_columns: np.ndarray  # feature indices the detector reads
+    ood: MahalanobisDetector  # reads the genomic features the heads use (its `columns`)
 
     def ood_entry(self, Z: np.ndarray) -> ModalityOOD:
-        score = self.ood.score(Z[:, self.ood_columns])
+        score = self.ood.score(Z)
         return ModalityOOD(
             modality="genomics",
             method=self.ood.method,
@@ -66,7 +65,6 @@ class PostHocCalibration:
         return {
             "conformal": {task: c.to_dict() for task, c in self.conformal.items()},
             "ood": self.ood.to_dict(),
-            "ood_columns": self.ood_columns.tolist(),
         }
 
     @classmethod
@@ -74,7 +72,6 @@ class PostHocCalibration:
         return cls(
             {task: ConformalSets.from_dict(c) for task, c in stored["conformal"].items()},
             MahalanobisDetector.from_dict(stored["ood"]),
-            np.asarray(stored["ood_columns"], dtype=np.int64),
         )
 
 
@@ -107,10 +104,10 @@ def fit_post_hoc(
         conformal[head.spec.task] = ConformalSets.fit(head.probabilities(Z[known]), y[known], coverage)
     probs, labels = risk_probabilities(model, calibration)
     conformal[RISK] = ConformalSets.fit(probs[labels >= 0], labels[labels >= 0], coverage)
-    columns = genomic_columns(model)
-    train_rows = _aligned_z(model, training)[:, columns]
-    detector = MahalanobisDetector.fit(train_rows, [row[None] for row in Z[:, columns]], false_alarm_rate)
-    return PostHocCalibration(conformal, detector, columns)
+    detector = MahalanobisDetector.fit(
+        _aligned_z(model, training), [row[None] for row in Z], false_alarm_rate, genomic_columns(model)
+    )
+    return PostHocCalibration(conformal, detector)
 
 
 def evaluate_post_hoc(model: LinearGliomaModel, post: PostHocCalibration, cohort: Cohort) -> dict[str, Any]:
@@ -137,7 +134,7 @@ def evaluate_post_hoc(model: LinearGliomaModel, post: PostHocCalibration, cohort
         "n": int(known.sum()),
         **{f"set_{k}": v for k, v in coverage_and_size(post.conformal[RISK].members(probs[known]), labels[known]).items()},
     }
-    scores = np.array([post.ood.score(row[None]) for row in Z[:, post.ood_columns]])
+    scores = np.array([post.ood.score(row[None]) for row in Z])
     figures["ood"] = {
         "threshold": post.ood.threshold,
         "false_alarm_bound": post.ood.false_alarm_rate,

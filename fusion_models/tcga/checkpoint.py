@@ -194,7 +194,7 @@ def _calibration_card(post_hoc: PostHocCalibration | None) -> dict[str, Any]:
         "ood": {
             "genomics": {
                 "method": ood.method, "threshold": ood.threshold, "false_alarm_bound": ood.false_alarm_rate,
-                "n_threshold_cases": ood.n_threshold, "features": len(post_hoc.ood_columns),
+                "n_threshold_cases": ood.n_threshold, "features": len(ood.columns),
             }
         },
         "evaluated_in": "bench/calibration.py (a further split used for nothing else)",
