@@ -335,9 +335,9 @@ def _ood_detectors(
         if len(train_rows) > MAX_OOD_ROWS:  # patches: a random subset pins the mean and covariance down
             train_rows = train_rows[np.random.default_rng(seed).choice(len(train_rows), MAX_OOD_ROWS, replace=False)]
         heldout = [case[modality] for case in rows["calibration"] if modality in case]
-        if not heldout:
-            continue
         columns = _dense_columns(splits["training"], modality)
+        if not heldout or (columns is not None and not len(columns)):
+            continue
         detector = MahalanobisDetector.fit(train_rows, heldout, false_alarm_rate, columns)
         evaluation = [detector.score(case[modality]) for case in rows["evaluation"] if modality in case]
         detectors[modality] = detector
