@@ -66,6 +66,17 @@ def breslow_cumulative_hazard(time: np.ndarray, event: np.ndarray, risk: np.ndar
     return float(sum(((time == t) & event).sum() / hazard_ratio[time >= t].sum() for t in event_times))
 
 
+def horizon_labels(times: np.ndarray, events: np.ndarray, horizon: float) -> np.ndarray:
+    """0 = event by the horizon, 1 = event-free at it, -1 = censored before it (status unknown).
+
+    An event after the horizon means event-free at it; a case censored before it could be either.
+    """
+    times, events = np.asarray(times, float), np.asarray(events, bool)
+    by = events & (times <= horizon)
+    free = times > horizon
+    return np.where(by, 0, np.where(free, 1, -1))
+
+
 @dataclass(frozen=True)
 class RiskCalibration:
     """Turns a Cox linear predictor into an event probability at the horizon and a risk group."""

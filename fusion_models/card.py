@@ -18,10 +18,14 @@ from toolkit.atomic import atomic_write_text
 CARD_FORMAT = "evidencechain.model_card/1"
 LIMITATIONS = (
     "Research use only; not a medical device and not for diagnosis or treatment decisions.",
-    "Held-out metrics come from the split that also chose the stopping epoch and fitted the "
-    "temperatures, so they are optimistic; external validation is required before any use.",
-    "Probabilities are calibrated on the training distribution; a different scanner, stain, "
-    "assay or population shifts them.",
+    "Metrics come from an evaluation split used for nothing else (not training, early stopping or "
+    "calibration), but it is drawn from the same simulated distribution; external validation is "
+    "required before any use.",
+    "Probabilities (temperature per task) and 90% prediction sets (split-conformal, LAC score) are "
+    "calibrated on a separate calibration split; their guarantee is marginal and holds only for cases "
+    "exchangeable with it. A different scanner, stain, assay or population shifts them.",
+    "The OOD detector (Mahalanobis distance per modality, threshold at a stated clean false-alarm rate) "
+    "catches inputs far from the training data; a shift inside the training range passes unflagged.",
     "Modality contributions are attention weights: they show what the fusion relied on, not causality.",
 )
 
@@ -67,7 +71,11 @@ def model_card(
     training: dict[str, Any],
     knowledge: dict[str, Any],
 ) -> dict[str, Any]:
-    """The card as a JSON-ready dict; `training` describes the data and the split."""
+    """The card as a JSON-ready dict; `training` describes the data and the splits.
+
+    `metrics`: 'evaluation' (per task, evaluation split), 'calibration' (temperatures, conformal
+    thresholds) and 'ood' (per modality: threshold, false-alarm rates).
+    """
     inputs = config.inputs.model_dump(mode="json", exclude_none=True)
     return {
         "format": CARD_FORMAT,
@@ -84,7 +92,7 @@ def model_card(
         },
         "knowledge": knowledge,
         "training_data": training,
-        "metrics": {"heldout": metrics},
+        "metrics": metrics,
         "limitations": list(LIMITATIONS),
         "weights_sha256": weights_sha256,
     }

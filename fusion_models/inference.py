@@ -6,7 +6,7 @@ import hashlib
 import io
 import pickle
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +15,38 @@ import torch
 from torch import Tensor
 
 from fusion_models.calibration import RiskCalibration, softmax
-from fusion_models.features import HABITATS, IMAGING_PHENOTYPE, PatchBag, build_features, collate
+from fusion_models.conformal import ConformalSets
+from fusion_models.features import HABITATS, IMAGING_PHENOTYPE, CaseTensors, PatchBag, build_features, collate
 from fusion_models.inputs import CaseInputs
 from fusion_models.model import FusionForward, FusionModel, FusionModelConfig, TaskSpec
+from fusion_models.ood import MahalanobisDetector
 from knowledge.sources import KnowledgeBase
+from schemas.common import Modality
 from schemas.errors import InputError
-from schemas.fusion import FusionOutput, PatchAttention, TaskPrediction
+from schemas.fusion import FusionOutput, ModalityOOD, PatchAttention, TaskPrediction
 
 MANIFEST = "case.json"
 CHECKPOINT_FORMAT = "evidencechain.fusion_checkpoint/1"
+# Vector blocks scored for OOD; pathology is scored on its patches. Findings and clinical values
+# are a few typed fields that the input gates check against plausible ranges instead.
+OOD_BLOCKS: tuple[Modality, ...] = ("imaging", "genomics")
+OOD_DETAIL = (
+    "mean Mahalanobis distance of the standardised {what} from the training cases (Ledoit-Wolf covariance); "
+    "threshold from clean held-out cases"
+)
+
+
+@dataclass
+class Calibration:
+    """What turns the network's outputs into honest numbers; fitted on data the network never trained on.
+
+    Checkpoints written before conformal sets and OOD detectors existed load with both empty.
+    """
+
+    temperatures: dict[str, float]
+    risk: dict[str, RiskCalibration]
+    conformal: dict[str, ConformalSets] = field(default_factory=dict)
+    ood: dict[str, MahalanobisDetector] = field(default_factory=dict)
 
 
 @dataclass
@@ -32,31 +55,30 @@ class LoadedFusionModel:
 
     config: FusionModelConfig
     model: FusionModel
-    temperatures: dict[str, float]
-    risk: dict[str, RiskCalibration]
+    calibration: Calibration
     pathway_ids: dict[str, str]
     knowledge_sha256: str
     weights_sha256: str
     path: Path
 
 
-def checkpoint_bytes(
-    model: FusionModel, temperatures: dict[str, float], risk: dict[str, RiskCalibration], knowledge: dict[str, Any]
-) -> bytes:
+def checkpoint_bytes(model: FusionModel, calibration: Calibration, knowledge: dict[str, Any]) -> bytes:
     """Everything inference needs, in types `torch.load(weights_only=True)` accepts."""
     payload = {
         "format": CHECKPOINT_FORMAT,
         "config": model.config.model_dump_json(),
         "state_dict": model.state_dict(),
-        "temperatures": temperatures,
+        "temperatures": calibration.temperatures,
         "risk": {
             name: {
                 "horizon_months": r.horizon_months,
                 "baseline_cumulative_hazard": r.baseline_cumulative_hazard,
                 "cut_points": list(r.cut_points),
             }
-            for name, r in risk.items()
+            for name, r in calibration.risk.items()
         },
+        "conformal": {task: c.to_dict() for task, c in calibration.conformal.items()},
+        "ood": {modality: d.to_dict() for modality, d in calibration.ood.items()},
         "knowledge": knowledge,
     }
     buffer = io.BytesIO()
@@ -88,11 +110,15 @@ def load_fusion_model(path: Path) -> LoadedFusionModel:
         )
         for name, r in payload["risk"].items()
     }
+    try:
+        conformal = {task: ConformalSets.from_dict(c) for task, c in payload.get("conformal", {}).items()}
+        ood = {modality: MahalanobisDetector.from_dict(d) for modality, d in payload.get("ood", {}).items()}
+    except (KeyError, TypeError, ValueError) as error:
+        raise InputError(str(path), "checkpoint", f"malformed calibration: {error!r}") from None
     return LoadedFusionModel(
         config=config,
         model=model,
-        temperatures=dict(payload["temperatures"]),
-        risk=risk,
+        calibration=Calibration(dict(payload["temperatures"]), risk, conformal, ood),
         pathway_ids=dict(payload["knowledge"]["pathway_ids"]),
         knowledge_sha256=payload["knowledge"]["sha256"],
         weights_sha256=hashlib.sha256(raw).hexdigest(),
@@ -112,21 +138,90 @@ def _check_knowledge(loaded: LoadedFusionModel, kb: KnowledgeBase) -> None:
             )
 
 
-def _task_prediction(task: TaskSpec, output: Tensor, loaded: LoadedFusionModel) -> TaskPrediction:
+def task_probabilities(task: TaskSpec, output: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """(N, K) calibrated probabilities from (N, K) logits, or from (N,) Cox scores: [event by, free at] the horizon."""
     if task.kind == "classification":
-        probs = softmax(output.detach().numpy()[None], loaded.temperatures.get(task.name, 1.0))[0]
-        probabilities = dict(zip(task.labels, probs.tolist()))
-        return TaskPrediction(task=task.name, labels=list(task.labels), probabilities=probabilities)
-    calibration = loaded.risk[task.name]
-    score = float(output.detach())
-    p_event = calibration.event_probability(score)
+        return softmax(output, calibration.temperatures.get(task.name, 1.0))
+    p_event = np.array([calibration.risk[task.name].event_probability(float(s)) for s in output])
+    return np.column_stack([p_event, 1.0 - p_event])
+
+
+def _task_prediction(task: TaskSpec, output: Tensor, calibration: Calibration) -> TaskPrediction:
+    raw = output.detach().numpy()[None]
+    probs = task_probabilities(task, raw, calibration)
+    sets = calibration.conformal.get(task.name)
+    conformal = {"prediction_set": sets.labels(probs, task.labels), "set_coverage": sets.coverage} if sets else {}
+    probabilities = dict(zip(task.labels, probs[0].tolist()))
+    if task.kind == "classification":
+        return TaskPrediction(task=task.name, labels=list(task.labels), probabilities=probabilities, **conformal)
+    score = float(raw[0])
     return TaskPrediction(
         task=task.name,
         labels=list(task.labels),
-        probabilities={task.labels[0]: p_event, task.labels[1]: 1.0 - p_event},
+        probabilities=probabilities,
         score=score,
-        risk_group=calibration.group(score),
+        risk_group=calibration.risk[task.name].group(score),
+        **conformal,
     )
+
+
+def ood_rows(model: FusionModel, tensors: CaseTensors) -> dict[Modality, np.ndarray]:
+    """What the network sees of each scored modality the case has, standardised with its training statistics.
+
+    Vector blocks give one row (unmeasured entries at 0, the training mean); pathology one row per patch.
+    """
+    rows: dict[Modality, np.ndarray] = {}
+    with torch.no_grad():
+        for block in OOD_BLOCKS:
+            if block in tensors.known and bool(tensors.known[block].any()):
+                standardised = model.standardisers[block](tensors.values[block]) * tensors.known[block]
+                rows[block] = standardised.double().numpy()[None]
+        if len(tensors.bag):
+            rows["pathology"] = model.patch_standardiser(tensors.bag.features).double().numpy()
+    return rows
+
+
+def without(tensors: CaseTensors, modality: Modality) -> CaseTensors:
+    """The case as if `modality`'s scored input were missing (pathology: its patches; findings stay)."""
+    if modality == "pathology":
+        return replace(tensors, bag=PatchBag.empty(tensors.bag.features.shape[1]))
+    values, known = dict(tensors.values), dict(tensors.known)
+    values[modality], known[modality] = torch.zeros_like(values[modality]), torch.zeros_like(known[modality])
+    return replace(tensors, values=values, known=known)
+
+
+def screen_ood(loaded: LoadedFusionModel, tensors: CaseTensors) -> tuple[CaseTensors, list[ModalityOOD]]:
+    """Score every modality the checkpoint has a detector for; mask the ones above threshold.
+
+    Masking re-predicts without the modality, as the model does for a missing one. When every
+    modality the case has would go, nothing is masked (action 'none'): the report still answers,
+    and the OOD entries lower its confidence downstream.
+    """
+    scores = {
+        modality: (loaded.calibration.ood[modality], loaded.calibration.ood[modality].score(rows))
+        for modality, rows in ood_rows(loaded.model, tensors).items()
+        if modality in loaded.calibration.ood
+    }
+    flagged = [m for m, (detector, score) in scores.items() if score > detector.threshold]
+    masked = tensors
+    for modality in flagged:
+        masked = without(masked, modality)
+    keep_some = any(masked.present()[m] for m in loaded.model.modalities)
+    action = "masked" if keep_some else "none"
+    entries = [
+        ModalityOOD(
+            modality=modality,
+            method=detector.method,
+            score=score,
+            threshold=detector.threshold,
+            false_alarm_rate=detector.false_alarm_rate,
+            out_of_distribution=modality in flagged,
+            action=action if modality in flagged else "none",
+            detail=OOD_DETAIL.format(what="patch features" if modality == "pathology" else f"{modality} features"),
+        )
+        for modality, (detector, score) in scores.items()
+    ]
+    return (masked if keep_some else tensors), entries
 
 
 def _attribution_target(task: TaskSpec, output: Tensor) -> Tensor:
@@ -203,7 +298,7 @@ def predict(loaded: LoadedFusionModel, inputs: CaseInputs, kb: KnowledgeBase, *,
     """Calibrated predictions and attributions for one case; `top_patches` per slide."""
     _check_knowledge(loaded, kb)
     config = loaded.config
-    tensors = build_features(inputs, kb, config.inputs)
+    tensors, ood = screen_ood(loaded, build_features(inputs, kb, config.inputs))
     present = tensors.present()
     used = [m for m in loaded.model.modalities if present[m]]
     if not used:
@@ -224,10 +319,11 @@ def predict(loaded: LoadedFusionModel, inputs: CaseInputs, kb: KnowledgeBase, *,
         model_name=config.name,
         model_version=config.version,
         weights_sha256=loaded.weights_sha256,
-        predictions=[_task_prediction(t, forward.outputs[t.name][0], loaded) for t in config.tasks],
+        predictions=[_task_prediction(t, forward.outputs[t.name][0], loaded.calibration) for t in config.tasks],
         modalities_used=used,
         modality_contributions={m: float(weights[i]) for i, m in enumerate(loaded.model.modalities) if m in used},
         patch_attention=most_attended_patches(forward, tensors.bag, config.patterns, top_patches),
         habitat_attribution=attribution,
         pattern_fractions=pattern_fractions(forward, len(tensors.bag), config.patterns),
+        ood=ood,
     )

@@ -1,4 +1,9 @@
-"""Training: deterministic, held-out early stopping, temperature and risk calibration, checkpoint + card."""
+"""Training: deterministic; four disjoint splits (fit, early stopping, calibration, evaluation); checkpoint + card.
+
+Each held-out split has one job, so that no number on the card is measured on data that shaped it:
+the stopping split picks the epoch, the calibration split fits temperatures, conformal sets and OOD
+thresholds, and the evaluation split only measures.
+"""
 
 from __future__ import annotations
 
@@ -18,14 +23,22 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from fusion_models.calibration import RiskCalibration, breslow_cumulative_hazard, fit_temperature
+from fusion_models.calibration import (
+    RiskCalibration,
+    breslow_cumulative_hazard,
+    fit_temperature,
+    horizon_labels,
+    softmax,
+)
 from fusion_models.card import classification_metrics, model_card, survival_metrics, write_card
+from fusion_models.conformal import ConformalSets, coverage_and_size
 from fusion_models.encoders import create_encoder
 from fusion_models.features import CaseTensors, build_features, collate
 from fusion_models.heads import cox_partial_likelihood_loss
-from fusion_models.inference import checkpoint_bytes
+from fusion_models.inference import Calibration, checkpoint_bytes, ood_rows, task_probabilities
 from fusion_models.inputs import CaseInputs
 from fusion_models.model import FusionModel, FusionModelConfig, TaskSpec
+from fusion_models.ood import MahalanobisDetector
 from fusion_models.registry import fusion_model_config
 from knowledge.sources import KnowledgeBase, load_knowledge
 from schemas.errors import InputError
@@ -39,6 +52,19 @@ TERTILES = (1 / 3, 2 / 3)
 # apparent under-confidence cannot be told from luck, and over-confidence is the costlier
 # error at a tumour board.
 TEMPERATURE_BOUNDS = (1.0, 20.0)
+# Held-out shares of the cases; the rest trains. Each split has one job (module note).
+HELDOUT_FRACTIONS: dict[str, float] = {"stopping": 0.15, "calibration": 0.2, "evaluation": 0.15}
+SET_COVERAGE = 0.9
+# Per modality; a case with three scored modalities is flagged somewhere for at most ~15% of clean cases.
+OOD_FALSE_ALARM_RATE = 0.05
+MAX_OOD_ROWS = 20_000
+MIN_KNOWN_SHARE = 0.5
+SPLIT_ROLES = {
+    "training": "network weights; standardisation, risk baseline hazard and tertiles, OOD mean and covariance",
+    "stopping": "early-stopping epoch only",
+    "calibration": "temperatures, conformal thresholds, OOD thresholds",
+    "evaluation": "the card's metrics only",
+}
 
 
 class CaseLabels(Protocol):
@@ -61,23 +87,23 @@ class Example:
 class TrainResult:
     checkpoint: Path
     card: Path
-    metrics: dict[str, Any]
-    n_train: int
-    n_heldout: int
+    metrics: dict[str, Any]  # evaluation split, per task
+    split_sizes: dict[str, int]
     epochs_run: int
     best_epoch: int
     seconds: float
 
     def summary(self) -> str:
         """A few lines for the terminal: where the files are and the held-out metrics."""
+        sizes = " / ".join(f"{n} {name}" for name, n in self.split_sizes.items())
         lines = [
             f"checkpoint {self.checkpoint} (card {self.card.name})",
-            f"{self.n_train} training / {self.n_heldout} held-out cases, best epoch {self.best_epoch} "
-            f"of {self.epochs_run}, {self.seconds:.0f} s",
+            f"cases: {sizes}; best epoch {self.best_epoch} of {self.epochs_run}, {self.seconds:.0f} s",
         ]
+        shown_keys = ("accuracy", "macro_auc", "ece_uncalibrated", "ece", "c_index", "set_coverage", "set_mean_set_size")
         for task, m in self.metrics.items():
-            shown = {k: m[k] for k in ("accuracy", "macro_f1", "macro_auc", "ece", "c_index") if m.get(k) is not None}
-            lines.append(f"  held-out {task}: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
+            shown = {k: m[k] for k in shown_keys if m.get(k) is not None}
+            lines.append(f"  evaluation {task}: " + ", ".join(f"{k} {v:.3f}" for k, v in shown.items()))
         return "\n".join(lines)
 
 
@@ -127,13 +153,19 @@ def single_thread() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random split; the held-out part gets round(n * val_fraction) cases, at least 1."""
-    if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+def split_indices(n: int, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
+    """Seeded disjoint split: each named held-out part gets round(n * fraction) cases (at least 1), 'training' the rest."""
+    if any(not 0 < f < 1 for f in fractions.values()) or sum(fractions.values()) >= 1:
+        raise ValueError(f"held-out fractions must lie in (0, 1) and leave cases to train on, got {fractions}")
+    sizes = {name: max(1, round(n * f)) for name, f in fractions.items()}
+    if sum(sizes.values()) >= n:
+        raise ValueError(f"{n} cases cannot fill held-out splits of {sizes} and still train")
     order = np.random.default_rng(seed).permutation(n)
-    n_val = max(1, round(n * val_fraction))
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    splits, start = {}, 0
+    for name, size in sizes.items():
+        splits[name] = np.sort(order[start : start + size])
+        start += size
+    return {"training": np.sort(order[start:]), **splits}
 
 
 def normalisation_stats(examples: Sequence[Example]) -> dict[str, tuple[Tensor, Tensor]]:
@@ -244,13 +276,10 @@ def _train_epoch(
         optimiser.step()
 
 
-def _temperature_and_metrics(task: TaskSpec, val_out: _Outputs, val: Sequence[Example]) -> tuple[float, dict | None]:
-    """Held-out temperature of a classification task and its held-out metrics (None without labels)."""
-    labels = np.array([e.classes[task.name] for e in val])
-    logits = val_out.outputs[task.name].numpy()[labels >= 0]
-    labels = labels[labels >= 0]
-    temperature = fit_temperature(logits, labels, TEMPERATURE_BOUNDS) if len(labels) >= MIN_CALIBRATION_CASES else 1.0
-    return temperature, classification_metrics(logits, labels, temperature) if len(labels) else None
+def _class_arrays(task: TaskSpec, out: _Outputs, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and label indices of the cases labelled for a classification task."""
+    labels = np.array([e.classes[task.name] for e in examples])
+    return out.outputs[task.name].numpy()[labels >= 0], labels[labels >= 0]
 
 
 def _survival_arrays(task: TaskSpec, out: _Outputs, examples: Sequence[Example]) -> tuple[np.ndarray, ...]:
@@ -270,25 +299,129 @@ def _risk_calibration(task: TaskSpec, train_out: _Outputs, train: Sequence[Examp
     )
 
 
+def _set_targets(
+    task: TaskSpec, out: _Outputs, examples: Sequence[Example], calibration: Calibration
+) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated probabilities and label indices of the cases whose label is known (risk: at the horizon)."""
+    if task.kind == "classification":
+        logits, labels = _class_arrays(task, out, examples)
+        return task_probabilities(task, logits, calibration), labels
+    scores, times, events = _survival_arrays(task, out, examples)
+    labels = horizon_labels(times, events, task.horizon_months)
+    return task_probabilities(task, scores[labels >= 0], calibration), labels[labels >= 0]
+
+
+def _dense_columns(examples: Sequence[Example], modality: str) -> np.ndarray | None:
+    """Features measured in at least MIN_KNOWN_SHARE of the training cases that have the modality.
+
+    A rarely measured feature (lesion growth needs two scans) is 0 in most training rows, so its
+    variance is tiny and any real value of it would read as far away; the detector leaves it out.
+    Patches have no unmeasured entries (None: every column).
+    """
+    if modality == "pathology":
+        return None
+    known = torch.stack([e.tensors.known[modality] for e in examples if e.tensors.known[modality].any()])
+    return np.flatnonzero(known.mean(dim=0).numpy() >= MIN_KNOWN_SHARE)
+
+
+def _ood_detectors(
+    model: FusionModel, splits: dict[str, Sequence[Example]], false_alarm_rate: float, seed: int
+) -> tuple[dict[str, MahalanobisDetector], dict[str, Any]]:
+    """Per modality: fitted on training rows, thresholded on the calibration split, checked on evaluation."""
+    rows = {name: [ood_rows(model, e.tensors) for e in part] for name, part in splits.items()}
+    detectors, report = {}, {}
+    for modality in sorted({m for case in rows["training"] for m in case}):
+        train_rows = np.concatenate([case[modality] for case in rows["training"] if modality in case])
+        if len(train_rows) > MAX_OOD_ROWS:  # patches: a random subset pins the mean and covariance down
+            train_rows = train_rows[np.random.default_rng(seed).choice(len(train_rows), MAX_OOD_ROWS, replace=False)]
+        heldout = [case[modality] for case in rows["calibration"] if modality in case]
+        columns = _dense_columns(splits["training"], modality)
+        if not heldout or (columns is not None and not len(columns)):
+            continue
+        detector = MahalanobisDetector.fit(train_rows, heldout, false_alarm_rate, columns)
+        evaluation = [detector.score(case[modality]) for case in rows["evaluation"] if modality in case]
+        detectors[modality] = detector
+        report[modality] = {
+            "method": detector.method,
+            "threshold": detector.threshold,
+            "target_false_alarm_rate": false_alarm_rate,
+            "false_alarm_bound": detector.false_alarm_rate,
+            "n_threshold_cases": detector.n_threshold,
+            "evaluation_false_alarm_rate": float(np.mean(np.array(evaluation) > detector.threshold))
+            if evaluation else None,
+            "n_evaluation_cases": len(evaluation),
+        }
+    return detectors, report
+
+
 def calibrate(
-    config: FusionModelConfig, model: FusionModel, train: Sequence[Example], val: Sequence[Example]
-) -> tuple[dict[str, float], dict[str, RiskCalibration], dict[str, Any]]:
-    """Temperatures (held-out), risk calibration (training cohort) and held-out metrics per task."""
-    train_out = evaluate(model, train, config.training.batch_size)
-    val_out = evaluate(model, val, config.training.batch_size)
-    temperatures, risk, metrics = {}, {}, {}
+    config: FusionModelConfig, model: FusionModel, splits: dict[str, Sequence[Example]], *, seed: int = 0
+) -> tuple[Calibration, dict[str, Any]]:
+    """Temperatures, conformal sets and OOD thresholds on the calibration split; metrics on the evaluation split.
+
+    Risk calibration (baseline hazard, tertiles) and OOD statistics come from the training split,
+    whose cases the network has fitted: they describe its distribution, not its errors.
+    """
+    size = config.training.batch_size
+    out = {name: evaluate(model, part, size) for name, part in splits.items() if name != "stopping"}
+    calibration = Calibration(temperatures={}, risk={})
+    unbounded: dict[str, float] = {}
     for task in config.tasks:
         if task.kind == "classification":
-            temperatures[task.name], task_metrics = _temperature_and_metrics(task, val_out, val)
+            logits, labels = _class_arrays(task, out["calibration"], splits["calibration"])
+            enough = len(labels) >= MIN_CALIBRATION_CASES
+            calibration.temperatures[task.name] = fit_temperature(logits, labels, TEMPERATURE_BOUNDS) if enough else 1.0
+            if enough:  # on the card: how far the never-sharpen bound moved the fit
+                unbounded[task.name] = fit_temperature(logits, labels)
         else:
-            risk[task.name] = _risk_calibration(task, train_out, train)
-            task_metrics = survival_metrics(*_survival_arrays(task, val_out, val))
-        if task_metrics is not None:
+            calibration.risk[task.name] = _risk_calibration(task, out["training"], splits["training"])
+        probs, labels = _set_targets(task, out["calibration"], splits["calibration"], calibration)
+        if len(labels):
+            calibration.conformal[task.name] = ConformalSets.fit(probs, labels, SET_COVERAGE)
+    calibration.ood, ood_report = _ood_detectors(model, splits, OOD_FALSE_ALARM_RATE, seed)
+    metrics: dict[str, Any] = {}
+    for task in config.tasks:
+        if task.kind == "classification":
+            logits, labels = _class_arrays(task, out["evaluation"], splits["evaluation"])
+            temperature = calibration.temperatures[task.name]
+            task_metrics = classification_metrics(logits, labels, temperature) if len(labels) else {}
+            if len(labels):
+                task_metrics["over_0.99"] = _confident(logits, labels, temperature, 0.99)
+        else:
+            task_metrics = survival_metrics(*_survival_arrays(task, out["evaluation"], splits["evaluation"]))
+        probs, labels = _set_targets(task, out["evaluation"], splits["evaluation"], calibration)
+        if len(labels) and task.name in calibration.conformal:
+            sets = calibration.conformal[task.name]
+            task_metrics["set_coverage_target"] = sets.coverage
+            task_metrics.update(
+                {f"set_{k}": v for k, v in coverage_and_size(sets.members(probs), labels).items()}
+            )
+        if task_metrics:
             metrics[task.name] = task_metrics
-    if val_out.n_patches:
-        accuracy = val_out.pattern_correct / val_out.n_patches
-        metrics["patch_pattern"] = {"n_patches": val_out.n_patches, "accuracy": accuracy}
-    return temperatures, risk, metrics
+    evaluation = out["evaluation"]
+    if evaluation.n_patches:
+        accuracy = evaluation.pattern_correct / evaluation.n_patches
+        metrics["patch_pattern"] = {"n_patches": evaluation.n_patches, "accuracy": accuracy}
+    record = calibration_record(calibration, unbounded)
+    return calibration, {"evaluation": metrics, "ood": ood_report, "calibration": record}
+
+
+def _confident(logits: np.ndarray, labels: np.ndarray, temperature: float, level: float) -> dict[str, Any]:
+    """How many cases get a top probability above `level`, and how often that label is right."""
+    probs = softmax(logits, temperature)
+    sure = probs.max(axis=1) > level
+    correct = probs.argmax(axis=1)[sure] == labels[sure]
+    return {"n": int(sure.sum()), "accuracy": float(correct.mean()) if sure.any() else None}
+
+
+def calibration_record(calibration: Calibration, unbounded: dict[str, float]) -> dict[str, Any]:
+    """The fitted calibration for the model card."""
+    return {
+        "temperatures": calibration.temperatures,
+        "temperature_bounds": list(TEMPERATURE_BOUNDS),
+        "temperatures_unbounded": unbounded,
+        "conformal": {task: c.to_dict() for task, c in calibration.conformal.items()},
+    }
 
 
 def _modality_rates(examples: Sequence[Example]) -> dict[str, float]:
@@ -332,7 +465,7 @@ def train_fusion_model(
     kb: KnowledgeBase,
     epochs: int = 60,
     seed: int = 0,
-    val_fraction: float = 0.2,
+    heldout_fractions: dict[str, float] | None = None,
     progress: bool = True,
     data_description: str = "",
 ) -> TrainResult:
@@ -345,30 +478,32 @@ def train_fusion_model(
         examples = [make_example(i, l, kb, config) for i, l in tqdm(cases, desc="features", disable=not progress)]
         if len(examples) < MIN_CASES:
             raise ValueError(f"need at least {MIN_CASES} training cases, got {len(examples)}")
-        train_idx, val_idx = split_indices(len(examples), val_fraction, seed)
-        train, val = [examples[i] for i in train_idx], [examples[i] for i in val_idx]
+        index = split_indices(len(examples), heldout_fractions or HELDOUT_FRACTIONS, seed)
+        splits = {name: [examples[i] for i in rows] for name, rows in index.items()}
         model = FusionModel(config)
-        model.set_normalisation(normalisation_stats(train))
-        epochs_run, best_epoch = fit(model, train, val, epochs=epochs, seed=seed, progress=progress)
-        temperatures, risk, metrics = calibrate(config, model, train, val)
+        model.set_normalisation(normalisation_stats(splits["training"]))
+        epochs_run, best_epoch = fit(
+            model, splits["training"], splits["stopping"], epochs=epochs, seed=seed, progress=progress
+        )
+        calibration, report = calibrate(config, model, splits, seed=seed)
     knowledge = knowledge_record(kb, config)
-    payload = checkpoint_bytes(model, temperatures, risk, knowledge)
+    payload = checkpoint_bytes(model, calibration, knowledge)
     atomic_write_bytes(out, payload)
+    sizes = {name: len(part) for name, part in splits.items()}
     training = {
         "description": data_description,
         "n_cases": len(examples),
-        "n_train": len(train),
-        "n_heldout": len(val),
+        "splits": sizes,
+        "split_roles": SPLIT_ROLES,
         "seed": seed,
         "epochs_run": epochs_run,
         "best_epoch": best_epoch,
-        "modality_rate_train": _modality_rates(train),
-        "modality_rate_heldout": _modality_rates(val),
+        "modality_rates": {name: _modality_rates(part) for name, part in splits.items()},
     }
     sha256 = hashlib.sha256(payload).hexdigest()
-    card = model_card(config, weights_sha256=sha256, metrics=metrics, training=training, knowledge=knowledge)
+    card = model_card(config, weights_sha256=sha256, metrics=report, training=training, knowledge=knowledge)
     return TrainResult(
-        out, write_card(out, card), metrics, len(train), len(val), epochs_run, best_epoch, time.perf_counter() - started
+        out, write_card(out, card), report["evaluation"], sizes, epochs_run, best_epoch, time.perf_counter() - started
     )
 
 

@@ -196,11 +196,15 @@ def test_modality_dropout_never_hides_everything():
     assert not (stacked & ~torch.stack(list(present.values()), dim=1)).any()  # never adds a modality
 
 
-def test_split_is_seeded_and_disjoint():
-    train, val = split_indices(50, 0.2, seed=3)
-    assert len(val) == 10 and len(train) == 40 and not set(train) & set(val)
-    again = split_indices(50, 0.2, seed=3)
-    assert (again[0] == train).all() and (again[1] == val).all()
+def test_split_is_seeded_disjoint_and_complete():
+    fractions = {"stopping": 0.1, "calibration": 0.2, "evaluation": 0.15}
+    splits = split_indices(60, fractions, seed=3)
+    assert {k: len(v) for k, v in splits.items()} == {"training": 33, "stopping": 6, "calibration": 12, "evaluation": 9}
+    assert sorted(np.concatenate(list(splits.values())).tolist()) == list(range(60))
+    again = split_indices(60, fractions, seed=3)
+    assert all((again[k] == v).all() for k, v in splits.items())
+    with pytest.raises(ValueError):
+        split_indices(3, fractions, seed=0)  # three held-out cases leave none to train on
 
 
 def test_habitat_attribution_hand_checked():
@@ -256,7 +260,7 @@ def test_training_is_deterministic(small_training_set, kb, tmp_path):
     for key, value in a.model.state_dict().items():
         assert torch.equal(value, b.model.state_dict()[key]), key
     assert first.metrics == second.metrics
-    assert (first.n_train, first.n_heldout) == (10, 2)
+    assert first.split_sizes == {"training": 6, "stopping": 2, "calibration": 2, "evaluation": 2}
     assert str(first.checkpoint) in first.summary()
 
 
@@ -273,14 +277,17 @@ def test_training_refuses_unknown_labels(small_training_set, kb, tmp_path):
 @pytest.mark.slow
 def test_demo_model_beats_chance_and_has_a_card(demo_checkpoint):
     card = json.loads(card_path(demo_checkpoint).read_text())
-    grade = card["metrics"]["heldout"]["grade"]
+    evaluation = card["metrics"]["evaluation"]
+    grade = evaluation["grade"]
     majority = 1 / 3 + 0.2  # no grade holds more than ~45 % of the demo cohort
     assert grade["accuracy"] > majority and grade["macro_auc"] > 0.75
-    assert card["metrics"]["heldout"]["risk"]["c_index"] > 0.6
+    assert evaluation["risk"]["c_index"] > 0.6
     assert card["weights_sha256"] == hashlib.sha256(demo_checkpoint.read_bytes()).hexdigest()
     assert card["intended_use"] == "research use only, not for diagnosis"
     assert card["inputs"]["pathology"]["encoder"] == "hed_texture"
-    assert card["training_data"]["n_train"] + card["training_data"]["n_heldout"] == card["training_data"]["n_cases"]
+    splits = card["training_data"]["splits"]
+    assert set(splits) == {"training", "stopping", "calibration", "evaluation"}
+    assert sum(splits.values()) == card["training_data"]["n_cases"]
 
 
 @pytest.mark.slow
@@ -295,11 +302,18 @@ def test_predict_on_demo_cases(loaded, demo_cohort, kb):
         output = predict(loaded, inputs, kb, top_patches=3)
         assert time.perf_counter() - started < 1.0
         FusionOutput.model_validate(output.model_dump())
-        assert set(output.modalities_used) == set(inputs.present_modalities())
+        masked = {o.modality for o in output.ood if o.action == "masked"}
+        assert {o.modality for o in output.ood if o.out_of_distribution} >= masked
+        if "pathology" in masked and inputs.findings is not None:
+            masked.remove("pathology")  # only the patches go; the pathologist's findings stay
+        assert set(output.modalities_used) == set(inputs.present_modalities()) - masked
         assert sum(output.modality_contributions.values()) == pytest.approx(1.0)
         assert {p.task for p in output.predictions} == {"grade", "molecular_subtype", "risk"}
         assert output.prediction("risk").risk_group in {"low", "intermediate", "high"}
+        assert all(p.set_coverage == 0.9 and p.top()[0] in p.prediction_set for p in output.predictions)
         slides = {s.slide_id: len(s.features) for s in inputs.slides}
+        if any(o.modality == "pathology" and o.action == "masked" for o in output.ood):
+            slides = {}
         assert len(output.patch_attention) == sum(min(3, n) for n in slides.values())
         assert all(p.patch_index < slides[p.slide_id] for p in output.patch_attention)
         if slides:

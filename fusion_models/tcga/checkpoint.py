@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from fusion_models.calibration import RiskCalibration
 from fusion_models.card import CARD_FORMAT, write_card
-from fusion_models.tcga.cohort import load_cohort
+from fusion_models.tcga.calibration import PostHocCalibration, fit_post_hoc
+from fusion_models.tcga.cohort import Cohort, load_cohort, stratified_folds
 from fusion_models.tcga.linear import CoxFit, LogisticMember, Preprocessor
 from fusion_models.tcga.model import (
     ClassifierHead,
@@ -33,6 +34,8 @@ from schemas.errors import InputError
 from toolkit.atomic import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "evidencechain.linear_checkpoint/1"
+# 1 of 5 folds (about 88 of 440 cases) calibrates: enough for a 90% conformal quantile and a 5% OOD threshold.
+CALIBRATION_FOLDS = 5
 LIMITATIONS = (
     "Research use only; not a medical device and not for diagnosis or treatment decisions.",
     "Expression must be RNA-seq z-scores against diploid samples (cBioPortal, as in TCGA); other scales are "
@@ -42,6 +45,9 @@ LIMITATIONS = (
     "discrimination on data normalised otherwise.",
     "Held-out metrics are out-of-fold predictions of the inner patient-level cross-validation; the "
     "hyper-parameters were chosen on the same cohort, so external validation is required before any use.",
+    "Prediction sets (split-conformal, LAC, 90%) and the genomics OOD threshold are fitted on a calibration "
+    "split held out from training (patient-level, stratified); bench/calibration.py measures them, and the "
+    "probabilities' ECE, on a further split used for nothing else.",
     "Modality contributions are shares of |coefficient x standardised value| per modality: they describe "
     "the linear model, not causality.",
 )
@@ -51,7 +57,9 @@ def _member_json(m: LogisticMember) -> dict[str, Any]:
     return {"features": m.features.tolist(), "coef": m.coef.tolist(), "intercept": m.intercept.tolist()}
 
 
-def to_payload(model: LinearGliomaModel, training: dict[str, Any]) -> dict[str, Any]:
+def to_payload(
+    model: LinearGliomaModel, training: dict[str, Any], post_hoc: PostHocCalibration | None = None
+) -> dict[str, Any]:
     risk = model.risk
     return {
         "format": CHECKPOINT_FORMAT,
@@ -75,6 +83,7 @@ def to_payload(model: LinearGliomaModel, training: dict[str, Any]) -> dict[str, 
         },
         "heldout_metrics": model.heldout_metrics,
         "training": training,
+        **({"post_hoc": post_hoc.to_dict()} if post_hoc else {}),
     }
 
 
@@ -115,11 +124,14 @@ class LoadedLinearModel:
     model: LinearGliomaModel
     weights_sha256: str
     path: Path
+    post_hoc: PostHocCalibration | None = None  # None: a checkpoint from before it (no sets, no OOD)
 
 
-def save_linear_model(model: LinearGliomaModel, path: Path, training: dict[str, Any]) -> str:
+def save_linear_model(
+    model: LinearGliomaModel, path: Path, training: dict[str, Any], post_hoc: PostHocCalibration | None = None
+) -> str:
     """Write the checkpoint atomically; returns its SHA-256."""
-    data = (json.dumps(to_payload(model, training), indent=1) + "\n").encode()
+    data = (json.dumps(to_payload(model, training, post_hoc), indent=1) + "\n").encode()
     atomic_write_bytes(Path(path), data)
     return hashlib.sha256(data).hexdigest()
 
@@ -137,12 +149,19 @@ def load_linear_model(path: Path) -> LoadedLinearModel:
         raise InputError(str(path), "format", f"expected {CHECKPOINT_FORMAT}")
     try:
         model = from_payload(payload)
+        post_hoc = PostHocCalibration.from_dict(payload["post_hoc"]) if "post_hoc" in payload else None
     except (KeyError, TypeError, ValueError, ValidationError) as error:
         raise InputError(str(path), "checkpoint", f"malformed: {error!r}") from None
-    return LoadedLinearModel(model, hashlib.sha256(raw).hexdigest(), path)
+    return LoadedLinearModel(model, hashlib.sha256(raw).hexdigest(), path, post_hoc)
 
 
-def model_card(model: LinearGliomaModel, *, weights_sha256: str, training: dict[str, Any]) -> dict[str, Any]:
+def model_card(
+    model: LinearGliomaModel,
+    *,
+    weights_sha256: str,
+    training: dict[str, Any],
+    post_hoc: PostHocCalibration | None = None,
+) -> dict[str, Any]:
     config = model.config
     return {
         "format": CARD_FORMAT,
@@ -160,9 +179,25 @@ def model_card(model: LinearGliomaModel, *, weights_sha256: str, training: dict[
             },
         },
         "training_data": training,
-        "metrics": {"heldout": model.heldout_metrics},
+        "metrics": {"heldout": model.heldout_metrics, "calibration": _calibration_card(post_hoc)},
         "limitations": list(LIMITATIONS),
         "weights_sha256": weights_sha256,
+    }
+
+
+def _calibration_card(post_hoc: PostHocCalibration | None) -> dict[str, Any]:
+    if post_hoc is None:
+        return {"note": "no calibration split: no prediction sets and no OOD detector"}
+    ood = post_hoc.ood
+    return {
+        "conformal": {task: c.to_dict() for task, c in post_hoc.conformal.items()},
+        "ood": {
+            "genomics": {
+                "method": ood.method, "threshold": ood.threshold, "false_alarm_bound": ood.false_alarm_rate,
+                "n_threshold_cases": ood.n_threshold, "features": len(ood.columns),
+            }
+        },
+        "evaluated_in": "bench/calibration.py (a further split used for nothing else)",
     }
 
 
@@ -180,20 +215,30 @@ class LinearTrainResult:
         return f"trained on {self.n_cases} cases in {self.seconds:.0f} s -> {self.checkpoint} (held-out {held_out})"
 
 
+def calibration_split(cohort: Cohort, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, calibration) indices: one patient-level stratified fold of CALIBRATION_FOLDS is held out."""
+    return stratified_folds(cohort, CALIBRATION_FOLDS, seed)[0]
+
+
 def train_linear_model(name: str, data_dir: Path, out: Path) -> LinearTrainResult:
     """Fit the registered linear model `name` on every case of `data_dir` (labels.csv + cases/)."""
     started = time.perf_counter()
     config = linear_model_config(name)
     cohort = load_cohort(data_dir)
-    model = fit_linear_model(config, cohort)
+    fit_index, calibration_index = calibration_split(cohort, config.seed)
+    fitted_on = cohort.subset(fit_index)
+    model = fit_linear_model(config, fitted_on)
+    post_hoc = fit_post_hoc(model, fitted_on, cohort.subset(calibration_index))
     training = {
         "description": f"{len(cohort)} cases of {Path(data_dir).name} (labels.csv)",
         "n_cases": len(cohort),
+        "n_fit": len(fit_index),
+        "n_calibration": len(calibration_index),
         "n_grade_labelled": int((cohort.labels("grade") >= 0).sum()),
         "n_subtype_labelled": int((cohort.labels("molecular_subtype") >= 0).sum()),
         "events": int(cohort.event.sum()),
     }
-    sha256 = save_linear_model(model, out, training)
-    card = write_card(Path(out), model_card(model, weights_sha256=sha256, training=training))
+    sha256 = save_linear_model(model, out, training, post_hoc)
+    card = write_card(Path(out), model_card(model, weights_sha256=sha256, training=training, post_hoc=post_hoc))
     return LinearTrainResult(Path(out), card, model.heldout_metrics, len(cohort), time.perf_counter() - started)
 

@@ -68,8 +68,9 @@ def modality_contributions(
 
 
 def predict_case(loaded: LoadedLinearModel, inputs: CaseInputs) -> FusionOutput:
-    """Calibrated grade and subtype probabilities and the Cox risk of one case."""
+    """Calibrated grade and subtype probabilities, the Cox risk, prediction sets and the genomics OOD score."""
     model = loaded.model
+    post = loaded.post_hoc
     names = model.feature_names
     x = case_vector(inputs.genomics, inputs.manifest, names)
     check_expression_coverage(model, x)
@@ -81,11 +82,19 @@ def predict_case(loaded: LoadedLinearModel, inputs: CaseInputs) -> FusionOutput:
     calibration = model.risk.calibration
     event_by, event_free = model.config.risk.labels
     p_event = calibration.event_probability(score)
+    risk_probabilities = np.array([[p_event, 1.0 - p_event]])
+
+    def sets(task: str, probs: np.ndarray, labels: tuple[str, ...]) -> dict:
+        if post is None or task not in post.conformal:
+            return {}
+        return {"prediction_set": post.conformal[task].labels(probs, labels), "set_coverage": post.conformal[task].coverage}
+
     predictions = [
         TaskPrediction(
             task=head.spec.task,
             labels=list(head.labels),
             probabilities=dict(zip(head.labels, probabilities[head.spec.task][0].tolist(), strict=True)),
+            **sets(head.spec.task, probabilities[head.spec.task], head.labels),
         )
         for head in model.classifiers
     ]
@@ -96,6 +105,7 @@ def predict_case(loaded: LoadedLinearModel, inputs: CaseInputs) -> FusionOutput:
             probabilities={event_by: p_event, event_free: 1.0 - p_event},
             score=score,
             risk_group=calibration.group(score),
+            **sets("risk", risk_probabilities, (event_by, event_free)),
         )
     )
     measured = {modality_of(n) for n, v in zip(names, x, strict=True) if not np.isnan(v)}
@@ -108,4 +118,5 @@ def predict_case(loaded: LoadedLinearModel, inputs: CaseInputs) -> FusionOutput:
         predictions=predictions,
         modalities_used=used,
         modality_contributions=_shares({m: contributions.get(m, 0.0) for m in used}),
+        ood=[post.ood_entry(Z)] if post and "genomics" in used else [],
     )
