@@ -64,10 +64,7 @@ def pathology(inputs: CaseInputs, needs: InputNeeds) -> CaseInputs:
             continue
         kept.append(slide)
         if rms is not None and rms > OOD_RMS:
-            detail = (
-                f"{slide.file}: features: median patch RMS {rms:.2f} training standard deviations "
-                f"(threshold {OOD_RMS:g})"
-            )
+            detail = f"{slide.file}: features: median patch RMS, in standard deviations of {needs.model}'s training patches"
             ood.append(gate_ood("pathology", "patch_magnitude", rms, OOD_RMS, detail))
     if not errors and not ood:
         return inputs
