@@ -129,7 +129,8 @@ def expression_scale(inputs: CaseInputs, needs: InputNeeds) -> CaseInputs:
     if scale == needs.expression_scale:
         return inputs
     if needs.expression_scale != "zscore":
-        return _unusable(inputs, InputError(EXPRESSION, "value", f"no conversion from {scale} to {needs.expression_scale}"))
+        message = f"no conversion from {scale} to {needs.expression_scale}"
+        return _unusable(inputs, InputError(EXPRESSION, "value", message))
     source = f"stated in {META}" if declared is not None else f"told from the values, {META} absent"
     conversion = f"{EXPRESSION}: {scale} ({source}) -> zscore within the sample"
     detail = (

@@ -63,14 +63,16 @@ def _gate_timepoint(timepoint: ImagingTimepoint) -> tuple[ImagingTimepoint | Non
     problem = voxel_size_problem(timepoint.affine)
     if problem is not None:
         # Every file of a time point shares the grid, so all of them carry the wrong geometry.
-        return None, [InputError(timepoint.files.get("mask") or next(iter(timepoint.files.values())), "affine", problem)]
+        first = timepoint.files.get("mask") or next(iter(timepoint.files.values()))
+        return None, [InputError(first, "affine", problem)]
     errors: list[InputError] = []
     files = dict(timepoint.files)
     sequences = {}
     for role, volume in timepoint.sequences.items():
         bad = non_finite_voxels(volume)
         if bad:
-            errors.append(InputError(files.pop(role), "voxels", f"{bad:,} of {volume.size:,} voxels are NaN or infinite"))
+            message = f"{bad:,} of {volume.size:,} voxels are NaN or infinite"
+            errors.append(InputError(files.pop(role), "voxels", message))
         else:
             sequences[role] = volume
     mask = timepoint.mask

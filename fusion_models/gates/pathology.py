@@ -38,7 +38,8 @@ def value_problem(slide: SlideFeatures) -> tuple[str, str] | None:
     if not np.isfinite(features).all():
         return "features", "NaN or infinite values"
     if np.ptp(features) == 0:
-        return "features", f"every value of the {features.shape[0]} x {features.shape[1]} matrix is {features.flat[0]:g}"
+        rows, cols = features.shape
+        return "features", f"every value of the {rows} x {cols} matrix is {features.flat[0]:g}"
     if len(features) > 1 and not np.ptp(features, axis=0).any():
         return "features", f"all {len(features)} patches have identical features"
     if (slide.coords < 0).any():
@@ -64,7 +65,9 @@ def pathology(inputs: CaseInputs, needs: InputNeeds) -> CaseInputs:
             continue
         kept.append(slide)
         if rms is not None and rms > OOD_RMS:
-            detail = f"{slide.file}: features: median patch RMS, in standard deviations of {needs.model}'s training patches"
+            detail = (
+                f"{slide.file}: features: median patch RMS, in standard deviations of {needs.model}'s training patches"
+            )
             ood.append(gate_ood("pathology", "patch_magnitude", rms, OOD_RMS, detail))
     if not errors and not ood:
         return inputs
