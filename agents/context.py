@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from fusion_models.gates import OtherCancerType
+
 DEFAULT_CHECKPOINT = Path("checkpoints/glioma_demo.pt")
 
 
@@ -33,6 +35,11 @@ class Settings(BaseModel):
     knowledge_hits: int = Field(default=3, gt=0, description="Knowledge entries retrieved per active mechanism.")
     cache_dir: Path = Field(default=Path(".cache/evidencechain"), description="Knowledge index cache.")
     interactive_review: bool = Field(default=False, description="Pause at human_review for a clinician.")
+    other_cancer_type: OtherCancerType = Field(
+        default="refuse",
+        description="A case of a cancer type the model was not trained for: 'refuse' (exit 2 naming "
+        "case.json: cancer_type) or 'report_without_conclusions' (a report with an out_of_distribution flag).",
+    )
 
     def as_provenance(self) -> dict[str, str | int | float | bool | None]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.model_dump().items()}

@@ -231,8 +231,9 @@ def pathology_findings(
 ) -> PathologyFindings:
     """The pathologist's structured read of the specimen's patches (what it shows, not the tumour's truth)."""
     fraction = np.bincount(codes, minlength=len(TISSUE_PATTERNS)) / max(len(codes), 1)
-    necrosis = histology_grade == "G4" and fraction[PATTERN_CODES["necrosis"]] >= FINDING_MIN_FRACTION
-    mvp = histology_grade == "G4" and fraction[PATTERN_CODES["microvascular_proliferation"]] >= FINDING_MIN_FRACTION
+    # Plain bools: the findings contract is strict, and numpy's bool is not one.
+    necrosis = bool(histology_grade == "G4" and fraction[PATTERN_CODES["necrosis"]] >= FINDING_MIN_FRACTION)
+    mvp = bool(histology_grade == "G4" and fraction[PATTERN_CODES["microvascular_proliferation"]] >= FINDING_MIN_FRACTION)
     features = [name for name, seen in (("necrosis", necrosis), ("microvascular proliferation", mvp)) if seen]
     text = _HISTOLOGY_TEXT[histology_grade] + (f", with {' and '.join(features)}" if features else "")
     return PathologyFindings(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fusion_models.gates import InputNeeds, PatchStats
 from fusion_models.inputs import CaseInputs
 from knowledge.sources import KnowledgeBase
 from schemas.errors import InputError
@@ -26,6 +27,7 @@ TORCH_FORMAT = "torch"
 class CheckpointFormat:
     load: Callable[[Path], Any]
     predict: Callable[[Any, CaseInputs, KnowledgeBase, int], FusionOutput]
+    needs: Callable[[Any], InputNeeds]  # what the input gates check a case against
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,9 @@ class LoadedCheckpoint:
 
     def predict(self, inputs: CaseInputs, kb: KnowledgeBase, *, top_patches: int) -> FusionOutput:
         return FORMATS.get(self.format).predict(self.model, inputs, kb, top_patches)
+
+    def input_needs(self) -> InputNeeds:
+        return FORMATS.get(self.format).needs(self.model)
 
 
 FORMATS: Registry[CheckpointFormat] = Registry("checkpoint format", missing=ValueError)
@@ -64,8 +69,31 @@ def _linear_predict(model, inputs: CaseInputs, kb: KnowledgeBase, top_patches: i
     return predict_case(model, inputs)  # genomics + clinical only: no patches, no knowledge-base features
 
 
-FORMATS.add(TORCH_FORMAT, CheckpointFormat(_torch_load, _torch_predict))
-FORMATS.add("evidencechain.linear_checkpoint/1", CheckpointFormat(_linear_load, _linear_predict))
+def _torch_needs(loaded) -> InputNeeds:
+    """Patch statistics are the standardiser the model was trained with (absent without a patch branch)."""
+    standardiser = getattr(loaded.model, "patch_standardiser", None)
+    stats = None
+    if standardiser is not None:
+        stats = PatchStats(standardiser.mean.detach().numpy().copy(), standardiser.std.detach().numpy().copy())
+    return InputNeeds(model=loaded.config.name, patch_stats=stats)
+
+
+def _linear_needs(loaded) -> InputNeeds:
+    from fusion_models.tcga.features import EXPR, EXPRESSION_SCALE
+    from fusion_models.tcga.inference import MIN_EXPRESSION_COVERAGE
+
+    model = loaded.model
+    genes = frozenset(n.removeprefix(EXPR) for n in model.feature_names if n.startswith(EXPR))
+    return InputNeeds(
+        model=model.config.name,
+        expression_scale=EXPRESSION_SCALE,
+        expression_genes=genes,
+        min_expression_coverage=MIN_EXPRESSION_COVERAGE,
+    )
+
+
+FORMATS.add(TORCH_FORMAT, CheckpointFormat(_torch_load, _torch_predict, _torch_needs))
+FORMATS.add("evidencechain.linear_checkpoint/1", CheckpointFormat(_linear_load, _linear_predict, _linear_needs))
 
 
 def checkpoint_format(path: Path) -> str:

@@ -8,12 +8,13 @@ per-modality records live beside their loaders and are re-exported here.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pydantic
 
 from fusion_models.encoders.registry import PatchEncoder
+from fusion_models.gates import InputNeeds, apply_gates
 from fusion_models.genomics.io import GenomicsInput, load_genomics
 from fusion_models.imaging.io import ImagingTimepoint, load_imaging
 from fusion_models.pathology.h5 import SlideFeatures, read_patch_features, relative_name
@@ -170,8 +171,12 @@ def load_case_inputs(
     patch_size: int = 256,
     max_patches: int = 512,
     known_genes: set[str] | None = None,
+    needs: InputNeeds = InputNeeds(),
 ) -> CaseInputs:
-    """Load every modality of a case; only a bad case.json raises (InputError)."""
+    """Load every modality of a case and pass it through the input gates checked against `needs`.
+
+    Only a bad case.json, or a cancer type the model was not trained for, raises (InputError).
+    """
     case_dir = Path(case_dir)
     manifest = load_manifest(case_dir)
     imaging, imaging_unusable = load_imaging(case_dir, manifest)
@@ -179,18 +184,21 @@ def load_case_inputs(
         case_dir, encoder=encoder, patch_size=patch_size, max_patches=max_patches
     )
     genomics, genomics_unusable = load_genomics(case_dir, known_genes=known_genes)
-    files_read = [MANIFEST_FILE]
-    files_read += [f for t in imaging for f in t.files.values()]
-    files_read += [s.file for s in slides]
-    files_read += [f"{PATHOLOGY_DIR}/{FINDINGS_FILE}"] if findings is not None else []
-    files_read += list(genomics.files.values()) if genomics is not None else []
-    return CaseInputs(
-        case_dir=case_dir,
-        manifest=manifest,
-        imaging=imaging,
-        slides=slides,
-        findings=findings,
-        genomics=genomics,
-        unusable=imaging_unusable + pathology_unusable + genomics_unusable,
-        files_read=files_read,
+    inputs = apply_gates(
+        CaseInputs(
+            case_dir=case_dir,
+            manifest=manifest,
+            imaging=imaging,
+            slides=slides,
+            findings=findings,
+            genomics=genomics,
+            unusable=imaging_unusable + pathology_unusable + genomics_unusable,
+        ),
+        needs,
     )
+    files_read = [MANIFEST_FILE]
+    files_read += [f for t in inputs.imaging for f in t.files.values()]
+    files_read += [s.file for s in inputs.slides]
+    files_read += [f"{PATHOLOGY_DIR}/{FINDINGS_FILE}"] if inputs.findings is not None else []
+    files_read += list(inputs.genomics.files.values()) if inputs.genomics is not None else []
+    return replace(inputs, files_read=files_read)

@@ -50,12 +50,20 @@ class CaseManifest(ContractModel):
 class PathologyFindings(ContractModel):
     """`pathology/findings.json`: a pathologist's structured read; any subset of fields."""
 
-    who_grade: int | None = Field(default=None, ge=1, le=4, description="WHO CNS grade, 1-4.")
+    # Strict types: JSON `true` is not grade 1 and `1` is not "necrosis seen", so a mistyped
+    # field makes the read unusable instead of silently changing it.
+    who_grade: int | None = Field(
+        default=None, ge=1, le=4, strict=True, description="WHO CNS grade, an integer 1-4."
+    )
     histology: str | None = Field(default=None, description="Histological diagnosis, free text.")
-    necrosis: bool | None = Field(default=None, description="Necrosis seen.")
-    microvascular_proliferation: bool | None = Field(default=None, description="Microvascular proliferation seen.")
+    necrosis: bool | None = Field(default=None, strict=True, description="Necrosis seen.")
+    microvascular_proliferation: bool | None = Field(
+        default=None, strict=True, description="Microvascular proliferation seen."
+    )
     cellularity: Literal["low", "moderate", "high"] | None = Field(default=None, description="Tumour cellularity.")
-    ki67_percent: float | None = Field(default=None, ge=0, le=100, description="Ki-67 labelling index, percent.")
+    ki67_percent: float | None = Field(
+        default=None, ge=0, le=100, strict=True, description="Ki-67 labelling index, percent."
+    )
     sampled_region: SampledRegion | None = Field(
         default=None, description="Imaging habitat the specimen came from, if known."
     )

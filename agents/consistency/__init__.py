@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from agents.consistency import ood  # noqa: F401  (registers the out_of_distribution rule after the others)
 from agents.consistency.confidence import confidence_basis, overall_uncertainty
 from agents.consistency.rules import (
     ConsistencyContext,

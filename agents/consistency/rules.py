@@ -31,7 +31,7 @@ from agents.consistency.signals import (
 from prompts import Listing, Phrase, Term, localise
 from schemas.case import PathologyFindings
 from schemas.common import MODALITIES, Modality
-from schemas.fusion import Task
+from schemas.fusion import ModalityOOD, Task
 from schemas.report import (
     Conclusion,
     ConsistencyFlag,
@@ -63,9 +63,12 @@ class ConsistencyContext:
     conclusions: tuple[Conclusion, ...]
     modalities: Modalities
     findings: PathologyFindings | None = None
+    ood: tuple[ModalityOOD, ...] = ()  # input gates and the model's detector (FusionOutput.ood)
 
     @classmethod
-    def from_report(cls, report: EvidenceChainReport, findings: PathologyFindings | None) -> ConsistencyContext:
+    def from_report(
+        cls, report: EvidenceChainReport, findings: PathologyFindings | None, ood: Sequence[ModalityOOD] = ()
+    ) -> ConsistencyContext:
         return cls(
             spatial=tuple(report.spatial_evidence),
             histology=tuple(report.histology_evidence),
@@ -73,6 +76,7 @@ class ConsistencyContext:
             conclusions=tuple(report.conclusions),
             modalities=report.modalities,
             findings=findings,
+            ood=tuple(ood),
         )
 
     def evidence_ids(self) -> set[str]:

@@ -17,7 +17,7 @@ from agents.state import CaseState
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     draft = state["draft"]
     findings = state["inputs"].findings
-    result = check_consistency(ConsistencyContext.from_report(draft, findings))
+    result = check_consistency(ConsistencyContext.from_report(draft, findings, state["fusion"].ood))
     grade = next((c for c in result.conclusions if c.task == "grade"), None)
     plan = sampling_plan(draft.spatial_evidence, grade.class_probabilities, findings) if grade else []
     report = draft.model_validate(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from langgraph.runtime import Runtime
@@ -20,5 +21,6 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         patch_size=settings.patch_size,
         max_patches=settings.max_patches,
         known_genes=resources.knowledge(settings).symbol_lookup,
+        needs=replace(resources.fusion_model(settings).input_needs(), other_cancer_type=settings.other_cancer_type),
     )
     return {"inputs": inputs}

@@ -86,7 +86,8 @@ def read_patch_features(
         raise InputError(rel, "hdf5", f"cannot read HDF5: {exc}") from None
     with h5:
         features = _dataset(h5, rel, "features", np.float32)
-        coords = _dataset(h5, rel, "coords", np.int64)
+        # Read as float first: casting NaN straight to int64 gives -9223372036854775808, not an error.
+        coords = _pixel_coords(_dataset(h5, rel, "coords", np.float64), rel)
         attrs = dict(h5.attrs)
     if features.ndim != 2 or len(features) == 0:
         raise InputError(rel, "features", f"expected a non-empty (N, D) matrix, got shape {features.shape}")
@@ -122,6 +123,15 @@ def _dataset(h5: h5py.File, rel: str, name: str, dtype: type) -> np.ndarray:
         return np.asarray(item[()], dtype=dtype)
     except (TypeError, ValueError, OSError) as exc:
         raise InputError(rel, name, f"cannot read as {np.dtype(dtype).name}: {exc}") from None
+
+
+def _pixel_coords(coords: np.ndarray, rel: str) -> np.ndarray:
+    """Level-0 pixel positions as int64; NaN or infinite positions are an error."""
+    bad = ~np.isfinite(coords)
+    if bad.any():
+        rows = np.unique(np.argwhere(bad)[:, 0])
+        raise InputError(rel, "coords", f"NaN or infinite coordinates in {len(rows)} rows, first row {rows[0]}")
+    return np.round(coords).astype(np.int64)
 
 
 def _text_attr(attrs: dict, rel: str, name: str) -> str:
