@@ -150,7 +150,7 @@ def main() -> None:
     print(f"\nseed {results[0].seed} alone, bootstrap 95% intervals ({n_boot} resamples):\n")
     print(format_table(results[0], args.model))
     seconds = {m: sum(r.held_out[m].seconds for r in results) for m in methods}
-    print("\nwall time (s): load " + f"{loaded - started:.0f}, " + ", ".join(f"{m} {t:.0f}" for m, t in seconds.items()))
+    print(f"\nwall time (s): load {loaded - started:.0f}, " + ", ".join(f"{m} {t:.0f}" for m, t in seconds.items()))
     print(f"total {time.perf_counter() - started:.0f} s")
     if args.json:
         report = {

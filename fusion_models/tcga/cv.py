@@ -208,7 +208,9 @@ def run_repeated_cv(
     cohort: Cohort, methods: Sequence[str], *, n_folds: int, seeds: Sequence[int], n_boot: int
 ) -> list[CvResult]:
     """`run_cv` once per fold seed; bootstrap intervals only on the first (n_boot=0 for the others)."""
-    return [run_cv(cohort, methods, n_folds=n_folds, seed=s, n_boot=n_boot if i == 0 else 0) for i, s in enumerate(seeds)]
+    return [
+        run_cv(cohort, methods, n_folds=n_folds, seed=s, n_boot=n_boot if i == 0 else 0) for i, s in enumerate(seeds)
+    ]
 
 
 def spread(results: Sequence[CvResult]) -> dict[str, dict[str, Spread | None]]:

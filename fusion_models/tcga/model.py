@@ -1,4 +1,4 @@
-"""The penalised linear glioma model, by name: config, fitting with inner-CV model selection and calibration, prediction.
+"""The penalised linear glioma model, by name: config, fitting with inner-CV selection and calibration, prediction.
 
 Why linear: on 440 cases the multi-head neural fusion model (fusion_models/model.py), trained
 on the same inputs and folds, stayed well below this model (5-fold CV: subtype accuracy 0.90
@@ -268,7 +268,7 @@ def _fit_member(
 
 
 def held_out_logits(config: LinearModelConfig, cohort: Cohort) -> dict[str, list[np.ndarray]]:
-    """Per task, per candidate of its spec (in `candidates()` order), (n, K) logits from the inner fold that held each case out."""
+    """Per task and candidate (`spec.candidates()` order): (n, K) logits, each from the fold holding the case out."""
     out = {
         c.task: [np.full((len(cohort), len(TASK_LABELS[c.task])), np.nan) for _ in c.candidates()]
         for c in config.classifiers
