@@ -537,7 +537,10 @@ def test_tcga_model_beats_idh1_rule_on_held_out_cases(tcga, tmp_path):
     assert accuracy(ours.probabilities["molecular_subtype"]) > accuracy(rule.probabilities["molecular_subtype"]) + 0.15
     grade = test.labels("grade")
     g = grade >= 0
-    assert roc_auc(grade[g] == 2, ours.probabilities["grade"][g, 2]) >= 0.93
+    # 150 training cases hold about 25 grade-4 ones: the floor is the margin over the rule, not the 440-case figure
+    g4_auc = roc_auc(grade[g] == 2, ours.probabilities["grade"][g, 2])
+    assert g4_auc >= 0.90
+    assert g4_auc > roc_auc(grade[g] == 2, rule.probabilities["grade"][g, 2]) + 0.05
     assert concordance_index(test.survival_months, test.event, ours.risk) >= 0.80
 
 
