@@ -1,9 +1,10 @@
 """The penalised linear glioma model, by name: config, fitting with inner-CV selection and calibration, prediction.
 
 Why linear: on 440 cases the multi-head neural fusion model (fusion_models/model.py), trained
-on the same inputs and folds, stayed well below this model (5-fold CV: subtype accuracy 0.90
-vs 0.97, 3-class grade 0.61 vs 0.77, C-index 0.82 vs 0.89; bench/tcga_cv.py), so the linear
-model answers behind the same FusionOutput interface.
+on the same inputs and folds, stayed well below the earlier hand-tuned version of this model
+(5-fold CV, not nested: subtype accuracy 0.90 vs 0.97, 3-class grade 0.61 vs 0.77, C-index
+0.82 vs 0.89; bench/tcga_cv.py --neural), so the linear model answers behind the same
+FusionOutput interface.
 
 Per classification task a multinomial L2 logistic regression on the top-k ANOVA features.
 Every setting that is tuned (k and the penalty C, per task) is chosen inside the training
