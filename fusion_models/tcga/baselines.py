@@ -1,4 +1,5 @@
-"""Simple baselines the model must beat: IDH1 mutation alone, logistic regression on expression, Cox on age + IDH1.
+"""Simple baselines the model must beat: IDH1 mutation alone, plain logistic regression on expression or on every
+genomic feature, Cox on age + IDH1.
 
 Each is registered as a cross-validation method; hyper-parameters are fixed (library
 defaults), never tuned on this cohort.
@@ -12,7 +13,7 @@ import numpy as np
 
 from fusion_models.calibration import softmax
 from fusion_models.tcga.cohort import TASK_LABELS, Cohort
-from fusion_models.tcga.features import CLIN, EXPR, MUT
+from fusion_models.tcga.features import CLIN, CNV, EXPR, MUT
 from fusion_models.tcga.linear import CoxFit, LogisticMember, Preprocessor, fit_cox
 from fusion_models.tcga.methods import Predictions, register_method
 
@@ -53,12 +54,14 @@ def fit_idh1_rule(cohort: Cohort) -> Idh1Rule:
     return Idh1Rule(tables)
 
 
-# scikit-learn's default penalty; with all selectable genes the member is a plain L2 logistic regression.
-EXPRESSION_C = 1.0
+# scikit-learn's default penalty; with all selectable columns the member is a plain L2 logistic regression.
+PLAIN_C = 1.0
 
 
 @dataclass(frozen=True)
-class ExpressionLogistic:
+class PlainLogistic:
+    """Uncalibrated L2 logistic regression per task on every column of some feature blocks."""
+
     columns: np.ndarray
     preprocessor: Preprocessor
     members: dict[str, LogisticMember]
@@ -68,9 +71,8 @@ class ExpressionLogistic:
         return Predictions({task: softmax(m.logits(Z)) for task, m in self.members.items()})
 
 
-@register_method("expression_logistic")
-def fit_expression_logistic(cohort: Cohort) -> ExpressionLogistic:
-    columns = np.array([i for i, n in enumerate(cohort.feature_names) if n.startswith(EXPR)])
+def fit_plain_logistic(cohort: Cohort, blocks: tuple[str, ...]) -> PlainLogistic:
+    columns = np.array([i for i, n in enumerate(cohort.feature_names) if n.startswith(blocks)])
     names = [cohort.feature_names[i] for i in columns]
     X = cohort.X[:, columns]
     pre = Preprocessor.fit(X, names)
@@ -80,8 +82,19 @@ def fit_expression_logistic(cohort: Cohort) -> ExpressionLogistic:
     for task, labels in TASK_LABELS.items():
         y = cohort.labels(task)
         known = y >= 0
-        members[task] = LogisticMember.fit(Z[known], y[known], len(labels), len(columns), EXPRESSION_C, everything)
-    return ExpressionLogistic(columns, pre, members)
+        members[task] = LogisticMember.fit(Z[known], y[known], len(labels), None, PLAIN_C, everything)
+    return PlainLogistic(columns, pre, members)
+
+
+@register_method("expression_logistic")
+def fit_expression_logistic(cohort: Cohort) -> PlainLogistic:
+    return fit_plain_logistic(cohort, (EXPR,))
+
+
+@register_method("genomic_logistic")
+def fit_genomic_logistic(cohort: Cohort) -> PlainLogistic:
+    """The plain baseline of issue 6: expression, copy number and mutation calls, library defaults."""
+    return fit_plain_logistic(cohort, (EXPR, CNV, MUT))
 
 
 # A token ridge penalty: it only keeps the fit finite should a fold separate perfectly.

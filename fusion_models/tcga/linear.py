@@ -57,13 +57,30 @@ class Preprocessor:
         return np.nan_to_num(Z, nan=0.0)
 
 
-def anova_top_k(Z: np.ndarray, y: np.ndarray, selectable: np.ndarray, k: int) -> np.ndarray:
-    """Indices (sorted) of the k selectable features with the largest ANOVA F across classes."""
+def anova_top_k(Z: np.ndarray, y: np.ndarray, selectable: np.ndarray, k: int | None) -> np.ndarray:
+    """Indices (sorted) of the k selectable features with the largest ANOVA F across classes (None: all of them)."""
     # A feature constant within these cases has no F (scikit-learn would warn and return NaN).
     candidates = np.flatnonzero(selectable & (Z.std(axis=0) > 0))
     F, _ = f_classif(Z[:, candidates], y)
     order = np.argsort(-np.nan_to_num(F, nan=-np.inf), kind="stable")
     return np.sort(candidates[order[:k]])
+
+
+def fit_l2_logistic(X: np.ndarray, y: np.ndarray, C: float) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial L2 logistic regression: (coef (K, p), intercept (K,)), p may exceed the number of cases.
+
+    With more features than cases the L2 solution lies in the span of the centred rows, so
+    it is fitted on the n singular-vector coordinates (same penalty, same optimum) and
+    mapped back: several times faster for the all-feature candidates of model selection.
+    """
+    if X.shape[1] <= X.shape[0]:
+        fitted = LogisticRegression(C=C, max_iter=MAX_ITER).fit(X, y)
+        return fitted.coef_, fitted.intercept_
+    centre = X.mean(axis=0)
+    U, S, Vt = np.linalg.svd(X - centre, full_matrices=False)
+    fitted = LogisticRegression(C=C, max_iter=MAX_ITER).fit(U * S, y)
+    coef = fitted.coef_ @ Vt
+    return coef, fitted.intercept_ - coef @ centre
 
 
 @dataclass(frozen=True)
@@ -76,15 +93,14 @@ class LogisticMember:
 
     @classmethod
     def fit(
-        cls, Z: np.ndarray, y: np.ndarray, n_classes: int, k: int, C: float, selectable: np.ndarray
+        cls, Z: np.ndarray, y: np.ndarray, n_classes: int, k: int | None, C: float, selectable: np.ndarray
     ) -> LogisticMember:
         # Multinomial with one coefficient row per class needs every class (and >= 3 of them).
         missing = sorted(set(range(n_classes)) - set(np.unique(y).tolist()))
         if missing or n_classes < 3:
             raise ValueError(f"need >= 3 classes, each with a training case; missing class indices {missing}")
         features = anova_top_k(Z, y, selectable, k)
-        fitted = LogisticRegression(C=C, max_iter=MAX_ITER).fit(Z[:, features], y)
-        return cls(features, fitted.coef_, fitted.intercept_)
+        return cls(features, *fit_l2_logistic(Z[:, features], y, C))
 
     def logits(self, Z: np.ndarray) -> np.ndarray:
         return Z[:, self.features] @ self.coef.T + self.intercept
