@@ -29,6 +29,8 @@ from agents.consistency.grounding import (
     values_of,
 )
 from agents.consistency.rules import FlagText
+from agents.clinical.profile import RULES_BY_ID
+from agents.sampling import enhancing_tumour, latest_units, rationale_key
 from prompts import FieldValue, Listing, Phrase, Term, localise
 from schemas.report import (
     ConsistencyFlag,
@@ -41,7 +43,7 @@ from schemas.report import (
     SpatialEvidence,
 )
 
-SECTION_KEYS = ("summary", "spatial", "histology", "mechanism", "consistency", "plan", "uncertainty")
+SECTION_KEYS = ("summary", "diagnosis", "spatial", "histology", "mechanism", "consistency", "plan", "uncertainty")
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -52,6 +54,7 @@ def build_narrative(
     a flag without one, or edited since, is shown with its English message inside the Chinese sentence."""
     builders: dict[str, Callable[[], list[Sentence]]] = {
         "summary": lambda: _summary(report),
+        "diagnosis": lambda: _diagnosis(report),
         "spatial": lambda: _spatial(report),
         "histology": lambda: _histology(report),
         "mechanism": lambda: _mechanism(report),
@@ -258,15 +261,57 @@ def _consistency(report: EvidenceChainReport, flag_texts: Mapping[str, FlagText]
 
 
 def _plan(report: EvidenceChainReport) -> list[Sentence]:
-    if not report.sampling_plan:
-        return _absent(report, "imaging", "plan.none_missing", "plan.none")
-    return [
+    """Why there is a plan or none (the statement), then one sentence per target."""
+    sentences = []
+    if report.sampling_statement is not None:
+        dx = [c for c in report.conclusions if c.task == "diagnosis"]
+        phrase = Phrase("plan.statement", {"text": report.sampling_statement})
+        sentences.append(_sentence(report, phrase, [], about=(*dx, *report.sampling_plan)))
+    enhancing = enhancing_tumour(latest_units(report.spatial_evidence))
+    sentences += [
         _sentence(report, Phrase("plan.target", {
             "rank": str(t.rank), "phenotype": Term("phenotype", t.phenotype), "unit": t.unit_id,
-            "eig": fmt(t.expected_information_gain, BITS_DECIMALS), "rationale": Term("rationale", t.phenotype),
+            "eig": fmt(t.expected_information_gain, BITS_DECIMALS),
+            "rationale": Term("rationale", rationale_key(t.phenotype, enhancing)),
         }), t.evidence, about=(t,))
         for t in report.sampling_plan
     ]
+    return sentences
+
+
+def _diagnosis(report: EvidenceChainReport) -> list[Sentence]:
+    """The WHO CNS5 integrated diagnosis, the rules behind it, each marker's status, and the missing tests."""
+    dx = next((c for c in report.conclusions if c.task == "diagnosis"), None)
+    sentences = []
+    if dx is not None and dx.diagnosis_layers is not None:
+        layers = dx.diagnosis_layers
+        grade: FieldValue = Term("word", "not_assigned") if layers.cns_who_grade is None else str(layers.cns_who_grade)
+        sentences.append(_sentence(report, Phrase("diagnosis.integrated", {
+            "label": Term("label", dx.label), "p": fmt(dx.probability, PROBABILITY_DECIMALS),
+            "confidence": Term("confidence", dx.confidence), "grade": grade,
+        }), dx.supporting_evidence, about=(dx,)))
+        top = max(dx.class_probabilities, key=dx.class_probabilities.__getitem__)
+        if top != dx.label:
+            sentences.append(_sentence(report, Phrase("diagnosis.most_probable", {
+                "label": Term("label", top), "p": fmt(dx.class_probabilities[top], PROBABILITY_DECIMALS),
+            }), [], about=(dx,)))
+        for rule in (RULES_BY_ID[r.split(":", 1)[0]] for r in layers.rules_applied):
+            citations = Listing(tuple(Term("citation", c) for c in rule.citations), "comma")
+            sentences.append(_sentence(report, Phrase("diagnosis.rule", {
+                "rule": Term("rule", rule.id), "citation": citations,
+            }), [], about=(dx,)))
+        if layers.missing_tests:
+            tests = Listing(tuple(Term("test", t) for t in layers.missing_tests))
+            sentences.append(_sentence(report, Phrase("diagnosis.missing_tests", {"tests": tests}), []))
+    for m in report.markers:
+        value: FieldValue = Phrase("marker.value", {"value": m.value}) if m.value and m.status == "detected" else ""
+        sentences.append(_sentence(report, Phrase("marker.line", {
+            "marker": Term("marker", m.marker), "status": Term("marker_status", m.status),
+            "source": Term("marker_source", m.source), "value": value,
+        }), m.evidence, about=(m,)))
+        if m.source == "immunohistochemistry" and m.status == "not_detected" and "R132H" in (m.value or ""):
+            sentences.append(_sentence(report, Phrase("marker.r132h_note"), [], about=(m,)))
+    return sentences
 
 
 def _uncertainty(report: EvidenceChainReport) -> list[Sentence]:

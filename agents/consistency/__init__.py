@@ -51,7 +51,10 @@ class ConsistencyResult:
 
 def check_consistency(ctx: ConsistencyContext) -> ConsistencyResult:
     raised = run_rules(ctx)
-    conclusions = [adjust_confidence(c, raised, ctx.modalities.missing) for c in ctx.conclusions]
+    compromised = ctx.compromised_modalities()
+    conclusions = [
+        adjust_confidence(c, raised, ctx.modalities.missing, compromised, ctx.markers) for c in ctx.conclusions
+    ]
     flags = [r.flag for r in raised]
     return ConsistencyResult(
         flags=flags,

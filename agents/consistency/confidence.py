@@ -1,8 +1,23 @@
 """Confidence after the cross-modal checks, and the report's uncertainty statement.
 
-A conclusion starts from the band of its calibrated probability, is capped when a
-modality that a WHO CNS5 integrated diagnosis needs is missing, and then loses one
-level per warning and two per critical flag that affects its task.
+The one rule (`adjust_confidence`), applied to every conclusion in this order:
+
+1. Abstain. A model conclusion (grade, molecular subtype) becomes `insufficient_evidence` when the
+   evidence cannot decide: its conformal prediction set holds every candidate label, or its cited
+   evidence is split (some supporting, at least as many contradicting) while its probability is
+   below the moderate band. The integrated diagnosis abstains by the profile's own rule (no tissue
+   test at all). An abstention is low confidence.
+2. Start from the band of the calibrated probability: high >= 0.80, moderate >= 0.60, else low.
+3. Caps, each named in `confidence_basis`:
+   * low when the cited evidence only argues against the label (contradicting, none supporting);
+   * moderate when contradicting evidence outnumbers supporting evidence;
+   * moderate when the conformal prediction set holds more than one label;
+   * moderate when a modality the conclusion rests on is unusable or out of distribution;
+   * moderate when a modality the task needs is missing (pathology for grade and diagnosis,
+     genomics for molecular subtype);
+   * moderate when a test the label needs was not done (1p/19q for a codeleted subtype, IDH for
+     any IDH-defined subtype, any missing test of the integrated diagnosis).
+4. Lower one level per warning and two per critical flag that affects the task.
 """
 
 from __future__ import annotations
@@ -13,7 +28,7 @@ from agents.consistency.grounding import PROBABILITY_DECIMALS, fmt
 from agents.consistency.rules import RaisedFlag
 from prompts import Listing, Phrase, Term, localise
 from schemas.common import CONFIDENCE_ORDER, Confidence
-from schemas.report import Conclusion, ConsistencyFlag, Modalities, Uncertainty
+from schemas.report import Conclusion, ConsistencyFlag, Marker, Modalities, Uncertainty
 
 HIGH_PROBABILITY = 0.80
 MODERATE_PROBABILITY = 0.60
@@ -23,6 +38,14 @@ LEVELS_LOWERED = {"info": 0, "warning": 1, "critical": 2}
 CAPPED_WITHOUT: dict[str, tuple[str, ...]] = {"pathology": ("grade", "diagnosis"), "genomics": ("molecular_subtype",)}
 CAP_LEVEL: Confidence = "moderate"
 INSUFFICIENT_EVIDENCE = "insufficient_evidence"
+ABSTAINING_TASKS = ("grade", "molecular_subtype")
+# Marker (as named in the report) a molecular-subtype label needs tested before it can be high.
+SUBTYPE_REQUIRED_MARKERS: dict[str, tuple[str, ...]] = {
+    "IDHwt": ("IDH1/2 mutation",),
+    "IDHmut-non-codel": ("IDH1/2 mutation",),
+    "IDHmut-codel": ("IDH1/2 mutation", "1p/19q codeletion"),
+}
+TESTED = ("detected", "not_detected")
 _LEVELS: tuple[Confidence, ...] = ("low", "moderate", "high")
 
 
@@ -41,22 +64,77 @@ def capped(level: Confidence, cap: Confidence) -> Confidence:
     return _LEVELS[min(CONFIDENCE_ORDER[level], CONFIDENCE_ORDER[cap])]
 
 
-def adjust_confidence(conclusion: Conclusion, flags: Sequence[RaisedFlag], missing: Collection[str]) -> Conclusion:
-    """The conclusion with its confidence and `confidence_basis` after caps and flags."""
-    p = fmt(conclusion.probability, PROBABILITY_DECIMALS)
-    if conclusion.label == INSUFFICIENT_EVIDENCE:
+def abstention_reason(conclusion: Conclusion) -> str | None:
+    """Why a model conclusion cannot decide, or None when it can (step 1 of the rule)."""
+    if conclusion.task not in ABSTAINING_TASKS or conclusion.label == INSUFFICIENT_EVIDENCE:
+        return None
+    labels = set(conclusion.class_probabilities)
+    if len(labels) > 1 and labels <= set(conclusion.prediction_set):
+        return f"the {fmt(100 * (conclusion.prediction_set_coverage or 0), 0)}% prediction set holds every label"
+    n_for, n_against = len(conclusion.supporting_evidence), len(conclusion.contradicting_evidence)
+    if n_for and n_against >= n_for and conclusion.probability < MODERATE_PROBABILITY:
+        return (f"the cited evidence is split ({n_for} for, {n_against} against) and the probability "
+                f"{fmt(conclusion.probability, PROBABILITY_DECIMALS)} is below {fmt(MODERATE_PROBABILITY, 2)}")
+    return None
+
+
+def missing_tests(conclusion: Conclusion, markers: Sequence[Marker]) -> list[str]:
+    """Tests the label needs that the case does not have."""
+    if conclusion.diagnosis_layers is not None:
+        return list(conclusion.diagnosis_layers.missing_tests)
+    if conclusion.task != "molecular_subtype" or not markers:
+        return []
+    status = {m.marker: m.status for m in markers}
+    return [name for name in SUBTYPE_REQUIRED_MARKERS.get(conclusion.label, ()) if status.get(name) not in TESTED]
+
+
+def adjust_confidence(
+    conclusion: Conclusion,
+    flags: Sequence[RaisedFlag],
+    missing: Collection[str],
+    compromised: Collection[str] = (),
+    markers: Sequence[Marker] = (),
+) -> Conclusion:
+    """The conclusion after the rule in the module docstring. `missing`: modalities absent from the case;
+    `compromised`: modalities unusable or out of distribution; `markers`: the case's marker statuses."""
+    update: dict = {}
+    reason = abstention_reason(conclusion)
+    if reason is not None:
+        top = max(conclusion.class_probabilities, key=conclusion.class_probabilities.__getitem__)
+        update["label"] = INSUFFICIENT_EVIDENCE
+        conclusion = conclusion.model_copy(update=update)
+        basis = [f"abstains: {reason} (most probable {top}, {fmt(conclusion.probability, PROBABILITY_DECIMALS)})"]
         level: Confidence = "low"
+    elif conclusion.label == INSUFFICIENT_EVIDENCE:
+        level = "low"
         basis = [f"label is {INSUFFICIENT_EVIDENCE}"]
     else:
         level = base_confidence(conclusion.probability)
         basis = [
-            f"probability {p} is in the {level} band "
+            f"probability {fmt(conclusion.probability, PROBABILITY_DECIMALS)} is in the {level} band "
             f"(high >= {fmt(HIGH_PROBABILITY, 2)}, moderate >= {fmt(MODERATE_PROBABILITY, 2)})"
         ]
+
+    def cap(to: Confidence, why: str) -> None:
+        nonlocal level
+        if CONFIDENCE_ORDER[level] > CONFIDENCE_ORDER[to]:
+            basis.append(f"capped at {to}: {why}")
+        level = capped(level, to)
+
+    n_for, n_against = len(conclusion.supporting_evidence), len(conclusion.contradicting_evidence)
+    if n_against and not n_for:
+        cap("low", "the cited evidence only argues against it")
+    elif n_against > n_for:
+        cap(CAP_LEVEL, f"more cited evidence against ({n_against}) than for ({n_for})")
+    if len(conclusion.prediction_set) > 1:
+        cap(CAP_LEVEL, f"the prediction set holds {len(conclusion.prediction_set)} labels")
+    for modality in (m for m in conclusion.modalities_used if m in compromised):
+        cap(CAP_LEVEL, f"it rests on {modality}, which is unusable or out of distribution")
     for modality in (m for m in CAPPED_WITHOUT if m in missing and conclusion.task in CAPPED_WITHOUT[m]):
-        if CONFIDENCE_ORDER[level] > CONFIDENCE_ORDER[CAP_LEVEL]:
-            basis.append(f"capped at {CAP_LEVEL} because {modality} was not available")
-        level = capped(level, CAP_LEVEL)
+        cap(CAP_LEVEL, f"{modality} was not available")
+    tests = missing_tests(conclusion, markers)
+    if tests:
+        cap(CAP_LEVEL, f"not tested: {'; '.join(tests)}")
     relevant = [r for r in flags if conclusion.task in r.affects and LEVELS_LOWERED[r.flag.severity]]
     if relevant:
         steps = sum(LEVELS_LOWERED[r.flag.severity] for r in relevant)
