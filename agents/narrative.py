@@ -311,7 +311,7 @@ def _diagnosis(report: EvidenceChainReport) -> list[Sentence]:
         }), m.evidence, about=(m,)))
         if m.source == "immunohistochemistry" and m.status == "not_detected" and "R132H" in (m.value or ""):
             sentences.append(_sentence(report, Phrase("marker.r132h_note"), [], about=(m,)))
-    return sentences
+    return sentences or [_sentence(report, Phrase("diagnosis.none"), [])]
 
 
 def _uncertainty(report: EvidenceChainReport) -> list[Sentence]:

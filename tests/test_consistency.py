@@ -204,7 +204,9 @@ def test_consistent_high_grade_raises_no_flag_and_keeps_high_confidence():
 
 def test_biopsy_from_oedema_is_a_critical_sampling_mismatch():
     result = check(oedema_biopsy)
-    assert kinds(result) == [("cross_modal_disagreement", "warning"), ("sampling_mismatch", "critical")]
+    assert kinds(result) == [
+        ("cross_modal_disagreement", "warning"), ("sampling_mismatch", "critical"), ("cross_modal_disagreement", "warning"),
+    ]
     mismatch = result.flags[1]
     assert mismatch.id == "F2"
     assert mismatch.message.startswith("Specimen from the oedema may under-grade")
@@ -213,10 +215,14 @@ def test_biopsy_from_oedema_is_a_critical_sampling_mismatch():
     assert mismatch.evidence == ["S2", "H1", "H5"]  # enhancing unit, who_grade, sampled_region
     disagreement = result.flags[0]
     assert "enhancing component T0:enhancing, 12.3 mL, with necrotic core T0:necrotic_core, 4.1 mL" in disagreement.message
-    assert set(disagreement.modalities) == {"imaging", "pathology"}
-    # one warning + one critical take a high-band probability (0.91) down three levels, to the floor
+    # the EGFR-amplified IDH-wild-type genomics sides with imaging, so it is named in the disagreement
+    assert set(disagreement.modalities) == {"imaging", "pathology", "genomics"}
+    assert "genomics (IDH wild-type with EGFR amplification (GISTIC 2))" in disagreement.message
+    # a grade that differs from the pathologist's always raises its own flag naming pathology
+    assert "differs from the pathologist's WHO grade 2" in result.flags[2].message
+    assert "pathology" in result.flags[2].modalities
     assert confidence_of(result, "grade") == "low"
-    assert "F1 (warning), F2 (critical)" in next(c.confidence_basis for c in result.conclusions if c.task == "grade")
+    assert "F1 (warning), F2 (critical), F3 (warning)" in next(c.confidence_basis for c in result.conclusions if c.task == "grade")
     assert confidence_of(result, "molecular_subtype") == "high"
 
 
@@ -250,7 +256,7 @@ def test_missing_pathology_flags_it_and_caps_grade_confidence():
     assert flag.recommended_action.endswith("if clinically indicated.")
     grade = next(c for c in result.conclusions if c.task == "grade")
     assert grade.confidence == "moderate"  # 0.91 would be high
-    assert "capped at moderate because pathology was not available" in grade.confidence_basis
+    assert "capped at moderate: pathology was not available" in grade.confidence_basis
     assert confidence_of(result, "molecular_subtype") == "high"  # pathology does not cap the subtype
     assert result.uncertainty.statement.startswith("Pathology was not available; the conclusions rest on imaging, genomics")
     assert result.uncertainty.missing_modalities == ["pathology"]
@@ -345,8 +351,9 @@ def test_citations_sources_and_modalities_are_grounded():
 
 
 def test_rules_are_registered_by_name_and_numbered_in_order():
-    assert list_rules()[:6] == [
-        "imaging_vs_histology", "sampling_site", "genomics_vs_morphology", "idh_vs_subtype", "missing_modality", "unusable_input",
+    assert list_rules()[:9] == [
+        "imaging_vs_histology", "sampling_site", "genomics_vs_morphology", "idh_vs_subtype", "grade_vs_pathology",
+        "patch_vs_read", "missing_test", "missing_modality", "unusable_input",
     ]
     report, findings = oedema_biopsy()
     raised = run_rules(ConsistencyContext.from_report(report, findings), ["sampling_site", "imaging_vs_histology"])

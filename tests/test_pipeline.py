@@ -81,13 +81,16 @@ def test_consistent_cases_raise_no_disagreement(demo_reports, ground_truth):
             assert not kinds & {"cross_modal_disagreement", "sampling_mismatch"}, (case_id, kinds)
 
 
-def test_biopsy_from_oedema_targets_the_enhancing_rim_first(demo_reports, ground_truth):
+def test_biopsy_from_oedema_needs_no_rebiopsy_when_molecular_criteria_fix_the_grade(demo_reports, ground_truth):
     out, _ = demo_reports
     (case_id,) = cases_in(ground_truth, "biopsy_from_oedema")
     report = report_of(out, case_id)
-    assert report.sampling_plan[0].phenotype == "enhancing"
+    dx = next(c for c in report.conclusions if c.task == "diagnosis")
+    assert dx.label == "Glioblastoma, IDH-wildtype, CNS WHO grade 4"
+    assert report.sampling_plan == [] and "no re-biopsy can change the grade" in report.sampling_statement.en
     mismatch = next(f for f in report.consistency_flags if f.kind == "sampling_mismatch")
-    assert mismatch.severity == "critical" and "enhancing" in mismatch.recommended_action
+    assert mismatch.severity == "info" and mismatch.recommended_action.startswith("No re-biopsy is needed for grading")
+    assert not any("Re-sample" in f.recommended_action for f in report.consistency_flags)
 
 
 def test_first_sampling_targets_match_ground_truth(demo_reports, ground_truth):
