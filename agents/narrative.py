@@ -292,9 +292,10 @@ def _diagnosis(report: EvidenceChainReport) -> list[Sentence]:
         }), dx.supporting_evidence, about=(dx,)))
         top = max(dx.class_probabilities, key=dx.class_probabilities.__getitem__)
         if top != dx.label:
+            quoted = LocalisedText(en=top, zh=top)  # the candidate's own label (its grade) is quoted, not computed
             sentences.append(_sentence(report, Phrase("diagnosis.most_probable", {
                 "label": Term("label", top), "p": fmt(dx.class_probabilities[top], PROBABILITY_DECIMALS),
-            }), [], about=(dx,)))
+            }), [], about=(dx, quoted)))
         for rule in (RULES_BY_ID[r.split(":", 1)[0]] for r in layers.rules_applied):
             citations = Listing(tuple(Term("citation", c) for c in rule.citations), "comma")
             sentences.append(_sentence(report, Phrase("diagnosis.rule", {

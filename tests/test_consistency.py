@@ -393,6 +393,109 @@ def test_insufficient_evidence_is_low_whatever_the_probability():
     assert adjusted.confidence == "low" and "insufficient_evidence" in adjusted.confidence_basis
 
 
+def test_confidence_is_never_high_when_the_cited_evidence_only_argues_against():
+    """The seen case: a G4 at probability 1.00 whose cited evidence all points to a low grade."""
+    c = conclusion("grade", {"G2": 0.0, "G3": 0.0, "G4": 1.0}, supporting=(), contradicting=("H1", "H2", "M1"))
+    adjusted = adjust_confidence(c, [], [])
+    assert adjusted.confidence == "low"
+    assert "capped at low: the cited evidence only argues against it" in adjusted.confidence_basis
+
+
+def test_more_evidence_against_than_for_caps_at_moderate():
+    c = conclusion("grade", G4, supporting=("S2",), contradicting=("H1", "H3"))
+    assert adjust_confidence(c, [], []).confidence == "moderate"
+
+
+def test_a_prediction_set_of_several_labels_caps_and_one_of_every_label_abstains():
+    two = conclusion("grade", G4).model_copy(update={"prediction_set": ["G3", "G4"], "prediction_set_coverage": 0.9})
+    assert adjust_confidence(two, [], []).confidence == "moderate"
+    every = conclusion("grade", G4).model_copy(update={"prediction_set": ["G2", "G3", "G4"], "prediction_set_coverage": 0.9})
+    abstained = adjust_confidence(every, [], [])
+    assert (abstained.label, abstained.confidence) == ("insufficient_evidence", "low")
+    assert "the 90% prediction set holds every label" in abstained.confidence_basis
+    assert "most probable G4" in abstained.confidence_basis
+
+
+def test_split_evidence_at_a_low_probability_abstains():
+    split = conclusion("grade", {"G2": 0.35, "G3": 0.25, "G4": 0.40}, supporting=("S2", "S3"), contradicting=("H1", "H3"))
+    abstained = adjust_confidence(split, [], [])
+    assert abstained.label == "insufficient_evidence"
+    assert "the cited evidence is split (2 for, 2 against)" in abstained.confidence_basis
+    # the same split at a high probability is a capped conclusion, not an abstention
+    sure = conclusion("grade", G4, supporting=("S2", "S3"), contradicting=("H1", "H3"))
+    assert adjust_confidence(sure, [], []).label == "G4"
+
+
+@pytest.mark.parametrize("how", ["unusable", "ood"])
+def test_never_high_when_a_modality_it_rests_on_is_unusable_or_out_of_distribution(how):
+    from schemas.fusion import ModalityOOD
+
+    report, findings = consistent_high_grade()
+    ood = ()
+    if how == "unusable":
+        report = report.model_copy(update={"modalities": Modalities(
+            present=ALL_PRESENT, missing=[], unusable=[UnusableModality(modality="genomics", reason="bad scale")])})
+    else:
+        ood = (ModalityOOD(modality="genomics", method="mahalanobis", score=9.0, threshold=3.0, out_of_distribution=True),)
+    result = check_consistency(ConsistencyContext.from_report(report, findings, ood))
+    grade = next(c for c in result.conclusions if c.task == "grade")
+    assert grade.confidence != "high"
+    assert "it rests on genomics, which is unusable or out of distribution" in grade.confidence_basis
+
+
+def test_codeleted_subtype_is_not_high_without_1p19q_data():
+    """DEMO-009: IDHmut-codel at 0.99 resting on CIC and IDH1 calls, with no 1p/19q test in the case."""
+    from schemas.report import Marker
+
+    c = conclusion("molecular_subtype", {"IDHwt": 0.005, "IDHmut-codel": 0.99, "IDHmut-non-codel": 0.005}, ("M1",))
+    markers = [Marker(marker="IDH1/2 mutation", status="detected", source="mutation_call"),
+               Marker(marker="1p/19q codeletion", status="predicted", source="model")]
+    adjusted = adjust_confidence(c, [], [], (), markers)
+    assert adjusted.confidence == "moderate" and "not tested: 1p/19q codeletion" in adjusted.confidence_basis
+    tested = [markers[0], Marker(marker="1p/19q codeletion", status="detected", source="copy_number")]
+    assert adjust_confidence(c, [], [], (), tested).confidence == "high"
+
+
+def test_grade_that_differs_from_the_pathologist_always_flags_pathology():
+    findings = PathologyFindings(who_grade=3, necrosis=False, microvascular_proliferation=False, sampled_region="enhancing")
+    report = make_report([conclusion("grade", G4, ["S2", "S3"])], necrotic_enhancing_imaging(),
+                         findings_evidence(findings, "T0:enhancing"))
+    result = check_consistency(ConsistencyContext.from_report(report, findings))
+    flag = next(f for f in result.flags if "differs from the pathologist's WHO grade 3" in f.message)
+    assert flag.kind == "cross_modal_disagreement" and "pathology" in flag.modalities
+    assert flag.recommended_action.startswith("Review the grade with the pathologist")
+    assert "H1" in flag.evidence  # the who_grade read
+
+
+def test_patch_pattern_contradicting_the_read_is_flagged():
+    """DEMO-006: a necrosis patch against the pathologist's 'necrosis: false'."""
+    findings = PathologyFindings(who_grade=3, necrosis=False)
+    patch = HistologyEvidence(id="H9", slide_id="s1", bbox_level0=(0, 0, 256, 256), attention=0.3, pattern="necrosis",
+                              value=0.97, origin="patch_attention", source=SourceRef(file="pathology/s1.h5", locator="features[3]"))
+    report = make_report([conclusion("grade", {"G2": 0.1, "G3": 0.8, "G4": 0.1}, ["H1"])], (),
+                         [*findings_evidence(findings), patch], present=["pathology", "clinical"], missing=["imaging", "genomics"])
+    result = check_consistency(ConsistencyContext.from_report(report, findings))
+    flag = next(f for f in result.flags if f.kind == "cross_modal_disagreement")
+    assert flag.message == "Patches H9 are classed as necrosis, but the pathologist's read reports no necrosis."
+    assert flag.evidence == ["H9", "H2"] and "坏死" in result.flag_texts[flag.id].message.zh
+
+
+def test_missing_test_flag_names_the_test_and_what_it_would_change():
+    from schemas.report import DiagnosisLayers
+
+    layers = DiagnosisLayers(histology="h", molecular="m", integrated="Oligodendroglioma, NOS",
+                             missing_tests=["1p/19q codeletion testing (FISH or CNV array)"], settled=False)
+    dx = Conclusion(task="diagnosis", label="Oligodendroglioma, NOS", probability=0.99,
+                    class_probabilities={"Oligodendroglioma, IDH-mutant and 1p/19q-codeleted, CNS WHO grade 2": 1.0},
+                    confidence="low", confidence_basis="d", modalities_used=["pathology", "genomics"], diagnosis_layers=layers)
+    result = check_consistency(ConsistencyContext.from_report(make_report([dx]), None))
+    flag = next(f for f in result.flags if f.kind == "missing_test")
+    assert "1p/19q codeletion testing (FISH or CNV array)" in flag.message
+    assert "codeletion makes it oligodendroglioma, its absence astrocytoma" in flag.recommended_action
+    assert "1p/19q 共缺失检测" in result.flag_texts[flag.id].action.zh
+    assert next(c for c in result.conclusions if c.task == "diagnosis").confidence == "moderate"
+
+
 # ---------------------------------------------------------------- grounding
 
 
