@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents.clinical.diagnosis import compatible, facts_of, integrated_diagnosis, model_prior, posterior
+from agents.clinical.diagnosis import facts_of, integrated_diagnosis, model_prior, posterior, upgraded
 from agents.clinical.profile import (
     CANDIDATES,
     FAMILY_RULES,
@@ -108,21 +108,30 @@ def test_model_prior_hand_checked():
     assert sum(prior.values()) == pytest.approx(1.0)
 
 
-def test_posterior_restricts_to_what_the_tests_allow_and_renormalises():
+def test_posterior_moves_mass_to_what_the_tests_make_it_and_renormalises():
     prior = {c.label: 1.0 / len(CANDIDATES) for c in CANDIDATES}
     post = posterior(prior, facts_of(status(IDH="detected"), F3))
-    # IDH-mutant, histological grade >= 3: astrocytoma 3 and 4, oligodendroglioma 3
-    allowed = {k for k, p in post.items() if p > 0}
-    assert allowed == {"Astrocytoma, IDH-mutant, CNS WHO grade 3", "Astrocytoma, IDH-mutant, CNS WHO grade 4",
-                       "Oligodendroglioma, IDH-mutant and 1p/19q-codeleted, CNS WHO grade 3"}
-    assert all(p == pytest.approx(1 / 3) for k, p in post.items() if k in allowed)
+    # IDH-mutant (5 of 7 candidates allowed); histological grade 3 lifts A2 to A3 and O2 to O3
+    assert post["Astrocytoma, IDH-mutant, CNS WHO grade 3"] == pytest.approx(0.4)
+    assert post["Astrocytoma, IDH-mutant, CNS WHO grade 4"] == pytest.approx(0.2)
+    assert post["Oligodendroglioma, IDH-mutant and 1p/19q-codeleted, CNS WHO grade 3"] == pytest.approx(0.4)
+    assert sum(post.values()) == pytest.approx(1.0)
+
+
+def test_a_deletion_keeps_the_models_astrocytoma_belief_and_only_moves_the_grade():
+    # uniform model, IDH-mutant, CDKN2A/B deleted: astrocytoma keeps its 1/2 share, all of it at grade 4
+    prior = model_prior(None, None)
+    post = posterior(prior, facts_of(status(IDH="detected", CDKN2AB="detected"), None))
+    astro = sum(p for k, p in post.items() if k.startswith("Astrocytoma"))
+    assert astro == pytest.approx(0.5) and post["Astrocytoma, IDH-mutant, CNS WHO grade 4"] == pytest.approx(0.5)
 
 
 def test_a_specimen_can_under_grade_but_not_over_grade():
     astro2 = next(c for c in CANDIDATES if c.label == "Astrocytoma, IDH-mutant, CNS WHO grade 2")
     astro4 = next(c for c in CANDIDATES if c.label == "Astrocytoma, IDH-mutant, CNS WHO grade 4")
     grade3 = facts_of(status(IDH="detected"), F3)
-    assert not compatible(astro2, grade3) and compatible(astro4, grade3)
+    assert upgraded(astro2, grade3) == "Astrocytoma, IDH-mutant, CNS WHO grade 3"
+    assert upgraded(astro4, grade3) == astro4.label
 
 
 def test_negative_r132h_stain_does_not_make_idh_wildtype():

@@ -78,9 +78,8 @@ def holds(rule: Rule, facts: frozenset[str]) -> bool:
     return set(rule.all_of) <= facts and (not rule.any_of or bool(set(rule.any_of) & facts))
 
 
-def compatible(c: Candidate, facts: frozenset[str]) -> bool:
-    """Whether a candidate can be true given the tests. A specimen can under-grade but not over-grade,
-    so a histological grade k only rules out lower grades."""
+def family_allowed(c: Candidate, facts: frozenset[str]) -> bool:
+    """Whether the tests leave the candidate's family possible (IDH, 1p/19q and ATRX results)."""
     f = facts
     if "IDH:detected" in f and c.family not in ("astrocytoma", "oligodendroglioma"):
         return False
@@ -88,18 +87,26 @@ def compatible(c: Candidate, facts: frozenset[str]) -> bool:
         return False
     if "1p19q:detected" in f and c.family != "oligodendroglioma":
         return False
-    if ("1p19q:not_detected" in f or "ATRX:detected" in f) and c.family == "oligodendroglioma":
-        return False
-    high = bool(set(HIGH_GRADE_FEATURES) & f) or "histology:who_grade_4" in f
-    molecular_gbm = any(f"{k}:detected" in f for k in GLIOBLASTOMA_MARKERS)
-    if c.family == "diffuse_astrocytic_idhwt" and (high or molecular_gbm):
-        return False
-    if c.family == "astrocytoma" and c.grade is not None and c.grade < 4 and (high or "CDKN2AB:detected" in f):
-        return False
-    seen = max((k for k in (2, 3, 4) if f"histology:who_grade_{k}" in f), default=None)
-    if seen is not None and c.grade is not None and c.grade < min(seen, 3 if c.family == "oligodendroglioma" else 4):
-        return False
-    return not (c.family == "oligodendroglioma" and c.grade == 2 and high)
+    return not (("1p19q:not_detected" in f or "ATRX:detected" in f) and c.family == "oligodendroglioma")
+
+
+def upgraded(c: Candidate, facts: frozenset[str]) -> str:
+    """The candidate a tumour of `c` becomes given grading facts: a specimen can under-grade but not over-grade,
+    so a histological grade k lifts lower grades to k, and necrosis, microvascular proliferation, CDKN2A/B deletion
+    (astrocytoma) or a glioblastoma marker (IDH-wildtype) lift it as the rules say. The model's belief in the
+    family is kept; only the grade moves."""
+    f = facts
+    seen = max((k for k in (2, 3, 4) if f"histology:who_grade_{k}" in f), default=0)
+    high = bool(set(HIGH_GRADE_FEATURES) & f)
+    if c.family == "diffuse_astrocytic_idhwt":
+        molecular_gbm = any(f"{k}:detected" in f for k in GLIOBLASTOMA_MARKERS)
+        return GLIOBLASTOMA if high or molecular_gbm or seen == 4 else c.label
+    if c.family == "astrocytoma":
+        grade = 4 if high or "CDKN2AB:detected" in f else max(c.grade or 2, seen)
+        return astrocytoma(grade)
+    if c.family == "oligodendroglioma":
+        return oligodendroglioma(3 if high else max(c.grade or 2, min(seen, 3)))
+    return c.label
 
 
 def model_prior(grade_p: Mapping[str, float] | None, subtype_p: Mapping[str, float] | None) -> dict[str, float]:
@@ -115,14 +122,18 @@ def model_prior(grade_p: Mapping[str, float] | None, subtype_p: Mapping[str, flo
 
 
 def posterior(prior: Mapping[str, float], facts: frozenset[str]) -> dict[str, float]:
-    """The prior restricted to candidates the tests allow; uniform over them if the model gave them no mass,
-    and the prior unchanged if the tests contradict each other (nothing is allowed)."""
-    allowed = [c.label for c in CANDIDATES if compatible(c, facts)]
+    """The prior with each candidate's mass moved to what the grading facts make it (`upgraded`), restricted to
+    the families the tests allow and renormalised; uniform over those if the model gave them no mass, and the
+    prior unchanged if the tests contradict each other (no family is allowed)."""
+    moved = {c.label: 0.0 for c in CANDIDATES}
+    for c in CANDIDATES:
+        moved[upgraded(c, facts)] += prior[c.label]
+    allowed = [c.label for c in CANDIDATES if family_allowed(c, facts) and upgraded(c, facts) == c.label]
     if not allowed:
         return dict(prior)
-    mass = sum(prior[k] for k in allowed)
+    mass = sum(moved[k] for k in allowed)
     return {
-        c.label: ((prior[c.label] / mass) if mass > 0 else 1.0 / len(allowed)) if c.label in allowed else 0.0
+        c.label: ((moved[c.label] / mass) if mass > 0 else 1.0 / len(allowed)) if c.label in allowed else 0.0
         for c in CANDIDATES
     }
 

@@ -306,7 +306,7 @@ def idh_vs_subtype(ctx: ConsistencyContext) -> list[FlagDraft]:
         action, evidence = Phrase("action.confirm_idh_wildtype"), [wild_type.id] if wild_type else []
     return [FlagDraft(
         "cross_modal_disagreement", "warning", ("genomics", *subtype.modalities_used),
-        (*evidence, *subtype.supporting_evidence), message, action, ("molecular_subtype",),
+        (*evidence, *subtype.supporting_evidence), message, action, ("molecular_subtype", "diagnosis"),
     )]
 
 
