@@ -306,10 +306,12 @@ def _diagnosis(report: EvidenceChainReport) -> list[Sentence]:
             sentences.append(_sentence(report, Phrase("diagnosis.missing_tests", {"tests": tests}), []))
     for m in report.markers:
         value: FieldValue = Phrase("marker.value", {"value": m.value}) if m.value and m.status == "detected" else ""
-        sentences.append(_sentence(report, Phrase("marker.line", {
-            "marker": Term("marker", m.marker), "status": Term("marker_status", m.status),
-            "source": Term("marker_source", m.source), "value": value,
-        }), m.evidence, about=(m,)))
+        fields: dict[str, FieldValue] = {"marker": Term("marker", m.marker), "status": Term("marker_status", m.status)}
+        if m.source == "none":  # nothing was tested: no source to name
+            phrase = Phrase("marker.line_untested", fields)
+        else:
+            phrase = Phrase("marker.line", {**fields, "source": Term("marker_source", m.source), "value": value})
+        sentences.append(_sentence(report, phrase, m.evidence, about=(m,)))
         if m.source == "immunohistochemistry" and m.status == "not_detected" and "R132H" in (m.value or ""):
             sentences.append(_sentence(report, Phrase("marker.r132h_note"), [], about=(m,)))
     return sentences or [_sentence(report, Phrase("diagnosis.none"), [])]

@@ -281,9 +281,11 @@ def genomics_vs_morphology(ctx: ConsistencyContext) -> list[FlagDraft]:
     message = Phrase("flag.molecular_high_morphology_low", {
         "markers": Listing(tuple(m.phrase for m in markers)), "morphology": Listing(tuple(reads)),
     })
+    # When a molecular rule already fixed the integrated diagnosis, this disagreement is what the rule resolves.
+    affects = ("grade",) if molecular_grade(ctx) else GRADE_TASKS
     return [FlagDraft(
         "cross_modal_disagreement", "warning", tuple(modalities), tuple(evidence),
-        message, Phrase("action.molecular_review"), GRADE_TASKS,
+        message, Phrase("action.molecular_review"), affects,
     )]
 
 
