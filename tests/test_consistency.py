@@ -211,7 +211,7 @@ def test_biopsy_from_oedema_is_a_critical_sampling_mismatch():
     assert mismatch.id == "F2"
     assert mismatch.message.startswith("Specimen from the oedema may under-grade")
     assert "WHO grade 2" in mismatch.message and "T0:enhancing, 12.3 mL" in mismatch.message
-    assert mismatch.recommended_action == "Re-sample the enhancing rim (unit T0:enhancing) before the grade is finalised."
+    assert mismatch.recommended_action.startswith("Repeat biopsy of the enhancing rim (unit T0:enhancing): tissue from it")
     assert mismatch.evidence == ["S2", "H1", "H5"]  # enhancing unit, who_grade, sampled_region
     disagreement = result.flags[0]
     assert "enhancing component T0:enhancing, 12.3 mL, with necrotic core T0:necrotic_core, 4.1 mL" in disagreement.message

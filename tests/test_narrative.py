@@ -87,7 +87,7 @@ def test_discordant_report_leads_with_the_critical_flag():
     first_flag = section(report, "consistency").sentences[0]
     assert first_flag.text.en.startswith("Critical (sampling mismatch): Specimen from the oedema may under-grade")
     assert first_flag.evidence[0] == "F2"
-    assert "水肿区" in first_flag.text.zh and "重新取材" in first_flag.text.zh
+    assert "水肿区" in first_flag.text.zh and "再次活检" in first_flag.text.zh
     summary = section(report, "summary").sentences
     assert summary[1].text.en == "Grade: G4 (probability 0.91, confidence low)."
     assert summary[2].evidence == ["H1"]  # the evidence against the grade is cited

@@ -23,6 +23,7 @@ from agents.clinical.profile import (
     TERT_PROMOTER_VARIANTS,
 )
 from agents.consistency.grounding import PROBABILITY_DECIMALS, fmt
+from fusion_models.genomics.io import GenomicsInput
 from schemas.case import PathologyFindings
 from schemas.report import Marker, MechanismEvidence
 
@@ -47,8 +48,8 @@ class MolecularData:
     ihc: Mapping[str, str] = field(default_factory=dict)  # stain -> result, from findings.json
 
 
-def molecular_data(genomics, findings: PathologyFindings | None) -> MolecularData:
-    """Read the case's mutation calls, copy number and stains once (`genomics` is a GenomicsInput or None)."""
+def molecular_data(genomics: GenomicsInput | None, findings: PathologyFindings | None) -> MolecularData:
+    """Read the case's mutation calls, copy number and stains once."""
     mutations = cnv = None
     if genomics is not None and genomics.mutations is not None:
         mutations = tuple(zip(genomics.mutations["gene"].astype(str), genomics.mutations["variant"].astype(str)))
