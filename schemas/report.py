@@ -78,6 +78,10 @@ class DiagnosisLayers(ContractModel):
         default_factory=list, description="Tests that would settle or change the diagnosis, named as a lab orders them."
     )
     settled: bool = Field(description="True when histology and every test that could change the diagnosis are in hand.")
+    model_agreement: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Share of the fusion model's belief that the tests leave possible (low = tests overrule the model).",
+    )
 
 
 class Conclusion(ContractModel):

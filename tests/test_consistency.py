@@ -496,6 +496,19 @@ def test_missing_test_flag_names_the_test_and_what_it_would_change():
     assert next(c for c in result.conclusions if c.task == "diagnosis").confidence == "moderate"
 
 
+@pytest.mark.parametrize("agreement, level", [(0.9, "high"), (0.3, "moderate"), (0.05, "low")])
+def test_diagnosis_that_overrules_the_model_is_not_high(agreement, level):
+    """Tests that leave little of the model's belief possible (e.g. no IDH call against an IDH-mutant prediction)."""
+    from schemas.report import DiagnosisLayers
+
+    gbm = "Glioblastoma, IDH-wildtype, CNS WHO grade 4"
+    layers = DiagnosisLayers(histology="h", molecular="m", integrated=gbm, settled=True, model_agreement=agreement)
+    dx = Conclusion(task="diagnosis", label=gbm, probability=0.95, class_probabilities={gbm: 0.95, "other": 0.05},
+                    confidence="low", confidence_basis="d", modalities_used=["pathology", "genomics"],
+                    supporting_evidence=["M1"], diagnosis_layers=layers)
+    assert adjust_confidence(dx, [], []).confidence == level
+
+
 # ---------------------------------------------------------------- grounding
 
 

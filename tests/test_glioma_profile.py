@@ -139,3 +139,13 @@ def test_negative_r132h_stain_does_not_make_idh_wildtype():
     dx = integrated_diagnosis(status(), findings, UNIFORM, UNIFORM)
     assert dx.label == "Diffuse glioma, NOS"
     assert "IDH1/IDH2 sequencing" in dx.missing_tests
+
+
+def test_model_agreement_is_the_share_of_the_models_belief_the_tests_allow():
+    # the model is sure of an IDH-mutant tumour; the calls show no IDH mutation: the tests overrule it
+    mutant = {"IDHwt": 0.01, "IDHmut-codel": 0.49, "IDHmut-non-codel": 0.50}
+    dx = integrated_diagnosis(status(IDH="not_detected", EGFR="detected"), F2, {"G2": 0.8, "G3": 0.1, "G4": 0.1}, mutant)
+    assert dx.label == GBM
+    assert dx.model_agreement == pytest.approx(0.01)
+    agreeing = integrated_diagnosis(status(IDH="detected", ATRX="detected"), F2, None, mutant)
+    assert agreeing.model_agreement == pytest.approx(0.99)

@@ -53,6 +53,7 @@ class IntegratedDiagnosis:
     rules: tuple[Rule, ...]
     missing_tests: tuple[str, ...]
     settled: bool  # a specific diagnosis with histology and every test that could change it in hand
+    model_agreement: float  # share of the model's prior the tests leave possible
 
 
 def histology_facts(findings: PathologyFindings | None) -> frozenset[str]:
@@ -138,6 +139,12 @@ def posterior(prior: Mapping[str, float], facts: frozenset[str]) -> dict[str, fl
     }
 
 
+def model_agreement(prior: Mapping[str, float], facts: frozenset[str]) -> float:
+    """Share of the model's belief that the tests leave possible (1 = the tests only sharpen it; near 0 = the
+    tests overrule the model, so the renormalised posterior is not the model's confidence)."""
+    return sum(prior[c.label] for c in CANDIDATES if family_allowed(c, facts))
+
+
 def _first(rules: Sequence[Rule], facts: frozenset[str], family: str | None = None) -> Rule | None:
     return next((r for r in rules if (family is None or r.for_family == family) and holds(r, facts)), None)
 
@@ -202,7 +209,8 @@ def integrated_diagnosis(
 ) -> IntegratedDiagnosis:
     """The WHO CNS5 integrated diagnosis of one case (see the module docstring)."""
     facts = facts_of(status, findings)
-    post = posterior(model_prior(grade_probabilities, subtype_probabilities), facts)
+    prior = model_prior(grade_probabilities, subtype_probabilities)
+    post = posterior(prior, facts)
     tested = any(v in ("detected", "not_detected") for v in status.values())
     if findings is None and not tested:
         label, grade, rules = INSUFFICIENT, None, ()
@@ -221,5 +229,5 @@ def integrated_diagnosis(
     return IntegratedDiagnosis(
         label=label, probability=min(1.0, probability), posterior=post, histology=_histology_layer(findings),
         grade=grade, molecular=_molecular_layer(status), rules=rules, missing_tests=tuple(dict.fromkeys(missing)),
-        settled=settled,
+        settled=settled, model_agreement=model_agreement(prior, facts),
     )

@@ -16,7 +16,10 @@ The one rule (`adjust_confidence`), applied to every conclusion in this order:
    * moderate when a modality the task needs is missing (pathology for grade and diagnosis,
      genomics for molecular subtype);
    * moderate when a test the label needs was not done (1p/19q for a codeleted subtype, IDH for
-     any IDH-defined subtype, any missing test of the integrated diagnosis).
+     any IDH-defined subtype, any missing test of the integrated diagnosis);
+   * for the integrated diagnosis, moderate when the tests leave less than half of the model's own
+     belief possible, low when less than a tenth (the tests overrule the model: its renormalised
+     probability is not a confidence).
 4. Lower one level per warning and two per critical flag that affects the task.
 """
 
@@ -39,6 +42,8 @@ CAPPED_WITHOUT: dict[str, tuple[str, ...]] = {"pathology": ("grade", "diagnosis"
 CAP_LEVEL: Confidence = "moderate"
 INSUFFICIENT_EVIDENCE = "insufficient_evidence"
 ABSTAINING_TASKS = ("grade", "molecular_subtype")
+AGREEMENT_MODERATE = 0.5
+AGREEMENT_LOW = 0.1
 # Marker (as named in the report) a molecular-subtype label needs tested before it can be high.
 SUBTYPE_REQUIRED_MARKERS: dict[str, tuple[str, ...]] = {
     "IDHwt": ("IDH1/2 mutation",),
@@ -135,6 +140,10 @@ def adjust_confidence(
     tests = missing_tests(conclusion, markers)
     if tests:
         cap(CAP_LEVEL, f"not tested: {'; '.join(tests)}")
+    agreement = conclusion.diagnosis_layers.model_agreement if conclusion.diagnosis_layers else None
+    if agreement is not None and agreement < AGREEMENT_MODERATE:
+        to: Confidence = "low" if agreement < AGREEMENT_LOW else CAP_LEVEL
+        cap(to, f"the tests leave only {fmt(agreement, PROBABILITY_DECIMALS)} of the model's belief possible")
     relevant = [r for r in flags if conclusion.task in r.affects and LEVELS_LOWERED[r.flag.severity]]
     if relevant:
         steps = sum(LEVELS_LOWERED[r.flag.severity] for r in relevant)

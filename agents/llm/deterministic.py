@@ -105,6 +105,7 @@ class DeterministicDrafter:
                 histology=dx.histology, cns_who_grade=dx.grade, molecular=dx.molecular, integrated=dx.label,
                 rules_applied=[f"{r.id}: {r.statement} [{r.citation()}]" for r in dx.rules],
                 missing_tests=list(dx.missing_tests), settled=dx.settled,
+                model_agreement=round(dx.model_agreement, 4),
             ),
         )
 
