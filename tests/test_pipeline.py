@@ -300,6 +300,9 @@ def test_demo_004_glioblastoma_by_egfr_and_genomics_in_the_disagreement(demo_rep
     assert egfr.status == "detected" and egfr.evidence
     disagreement = [f for f in report.consistency_flags if f.kind == "cross_modal_disagreement"]
     assert disagreement and all("genomics" in f.modalities for f in disagreement)
+    # the grade-vs-pathologist flag must not tell the board that histological grade 2 stands
+    grade_flag = next(f for f in disagreement if "differs from the pathologist's WHO grade" in f.message)
+    assert "CNS WHO grade 4 by molecular criteria" in grade_flag.recommended_action
     zh = (demo_reports[0] / "DEMO-004" / "report.zh.md").read_text(encoding="utf-8")
     assert "胶质母细胞瘤，IDH野生型，CNS WHO 4级" in zh and "无需为分级再次活检" in zh
 

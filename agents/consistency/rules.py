@@ -326,10 +326,14 @@ def grade_vs_pathology(ctx: ConsistencyContext) -> list[FlagDraft]:
         "label": Term("label", grade.label), "p": fmt(grade.probability, PROBABILITY_DECIMALS),
         "grade": str(findings.who_grade),
     })
+    settled = molecular_grade(ctx)
+    action = (
+        Phrase("action.review_grade_settled", {"grade": str(findings.who_grade), "settled": str(settled)}) if settled
+        else Phrase("action.review_grade", {"grade": str(findings.who_grade)})
+    )
     return [FlagDraft(
         "cross_modal_disagreement", "warning", modalities,
-        (*ctx.findings_ids("who_grade"), *grade.supporting_evidence),
-        message, Phrase("action.review_grade", {"grade": str(findings.who_grade)}), ("grade",),
+        (*ctx.findings_ids("who_grade"), *grade.supporting_evidence), message, action, ("grade",),
     )]
 
 
