@@ -34,9 +34,11 @@ from agents.consistency.grounding import (
     sentence_is_grounded,
     values_of,
 )
+from agents.clinical.profile import RULES_BY_ID
 from agents.consistency.rules import FlagText
 from agents.evidence.risk import RISK_SCALE, SURVIVAL_BANDS, conclusion_survival
 from agents.evidence.spatial import RANO_VOLUMETRIC
+from agents.sampling import enhancing_tumour, latest_units, rationale_key
 from prompts import FieldValue, Listing, Phrase, Term, localise
 from schemas.report import (
     Conclusion,
@@ -70,6 +72,7 @@ def build_narrative(
     builders: dict[str, Callable[[], list[Sentence]]] = {
         "decisions": lambda: _decisions(report, flag_texts or {}),
         "diagnosis": lambda: _diagnosis(report, basis_texts or {}),
+        "markers": lambda: _markers(report),
         "growth": lambda: _growth(report),
         "spatial": lambda: _spatial(report),
         "histology": lambda: _histology(report),
@@ -139,8 +142,10 @@ def _decisions(report: EvidenceChainReport, flag_texts: Mapping[str, FlagText]) 
 
 def _diagnosis(report: EvidenceChainReport, basis_texts: Mapping[str, LocalisedText]) -> list[Sentence]:
     """Each conclusion with its probability, confidence and why; then the evidence against it."""
-    sentences = _clinical_context(report)
+    sentences = _integrated_diagnosis(report) + _clinical_context(report)
     for c in report.conclusions:
+        if c.diagnosis_layers is not None:  # stated above, layer by layer
+            continue
         basis = basis_texts.get(c.task)
         fields: dict[str, FieldValue] = {
             "task": Term("task", c.task), "label": Term("label", c.label),
@@ -157,6 +162,41 @@ def _diagnosis(report: EvidenceChainReport, basis_texts: Mapping[str, LocalisedT
             against = Phrase("summary.against", {"task": Term("task", c.task), "label": Term("label", c.label)})
             sentences.append(_sentence(report, against, c.contradicting_evidence, about=(c,)))
     return sentences
+
+
+def _integrated_diagnosis(report: EvidenceChainReport) -> list[Sentence]:
+    """The WHO CNS5 integrated diagnosis, the most probable candidate where the tests leave it open, and the
+    rules behind it (the tests still missing are decisions, stated there)."""
+    dx = next((c for c in report.conclusions if c.task == "diagnosis" and c.diagnosis_layers is not None), None)
+    if dx is None:
+        return []
+    layers = dx.diagnosis_layers
+    grade: FieldValue = Term("word", "not_assigned") if layers.cns_who_grade is None else str(layers.cns_who_grade)
+    sentences = [_sentence(report, Phrase("diagnosis.integrated", {
+        "label": Term("label", dx.label), "p": fmt_probability(dx.probability),
+        "confidence": Term("confidence", dx.confidence), "grade": grade,
+    }), dx.supporting_evidence, about=(dx,))]
+    top = max(dx.class_probabilities, key=dx.class_probabilities.__getitem__)
+    if top != dx.label:
+        quoted = LocalisedText(en=top, zh=top)  # the candidate's own label (its grade) is quoted, not computed
+        sentences.append(_sentence(report, Phrase("diagnosis.most_probable", {
+            "label": Term("label", top), "p": fmt_probability(dx.class_probabilities[top]),
+        }), [], about=(dx, quoted)))
+    for rule in (RULES_BY_ID[r.split(":", 1)[0]] for r in layers.rules_applied):
+        citations = Listing(tuple(Term("citation", c) for c in rule.citations), "comma")
+        sentences.append(_sentence(report, Phrase("diagnosis.rule", {
+            "rule": Term("rule", rule.id), "citation": citations,
+        }), [], about=(dx,)))
+    return sentences
+
+
+def _markers(report: EvidenceChainReport) -> list[Sentence]:
+    """The markers table says each status; a sentence only where a result needs its caveat read out."""
+    return [
+        _sentence(report, Phrase("marker.r132h_note"), m.evidence, about=(m,))
+        for m in report.markers
+        if m.source == "immunohistochemistry" and m.status == "not_detected" and "R132H" in (m.value or "")
+    ]
 
 
 def _clinical_context(report: EvidenceChainReport) -> list[Sentence]:
@@ -360,15 +400,22 @@ def _flag_text(flag: ConsistencyFlag, flag_texts: Mapping[str, FlagText]) -> Fla
 
 
 def _plan(report: EvidenceChainReport) -> list[Sentence]:
-    if not report.sampling_plan:
-        return _absent(report, "imaging", "plan.none_missing", "plan.none")
-    return [
+    """Why there is a plan or none (the statement), then one sentence per target."""
+    sentences = []
+    if report.sampling_statement is not None:
+        dx = [c for c in report.conclusions if c.task == "diagnosis"]
+        phrase = Phrase("plan.statement", {"text": report.sampling_statement})
+        sentences.append(_sentence(report, phrase, [], about=(*dx, *report.sampling_plan)))
+    enhancing = enhancing_tumour(latest_units(report.spatial_evidence))
+    sentences += [
         _sentence(report, Phrase("plan.target", {
             "rank": str(t.rank), "phenotype": Term("phenotype", t.phenotype), "unit": t.unit_id,
-            "eig": fmt(t.expected_information_gain, BITS_DECIMALS), "rationale": Term("rationale", t.phenotype),
+            "eig": fmt(t.expected_information_gain, BITS_DECIMALS),
+            "rationale": Term("rationale", rationale_key(t.phenotype, enhancing)),
         }), t.evidence, about=(t,))
         for t in report.sampling_plan
     ]
+    return sentences
 
 
 def _uncertainty(report: EvidenceChainReport) -> list[Sentence]:

@@ -50,11 +50,21 @@ def expected_flags(bio: TumourBiology, modalities: tuple[str, ...]) -> list[Refe
     return flags
 
 
+def grade_fixed_molecularly(bio: TumourBiology, modalities: tuple[str, ...]) -> bool:
+    """WHO CNS5: IDH-wild-type with EGFR amplification, or IDH-mutant with CDKN2A/B deletion, is grade 4 whatever
+    the specimen shows (cIMPACT-NOW 3 and 5), so no re-biopsy is needed to grade it."""
+    if "genomics" not in modalities:
+        return False
+    return bio.cdkn2a_deleted if bio.idh_mutant else bio.egfr_amplified
+
+
 def first_sampling_target(bio: TumourBiology, modalities: tuple[str, ...]) -> str | None:
-    """The enhancing rim when it has not yet been sampled; else no new sampling is needed."""
-    if bio.enhancing and "imaging" in modalities and ("pathology" not in modalities or missed_core(bio, modalities)):
+    """The enhancing rim when it has not yet been sampled and a biopsy can still change the diagnosis; else none."""
+    if not (bio.enhancing and "imaging" in modalities):
+        return None
+    if "pathology" not in modalities:
         return "enhancing"
-    return None
+    return "enhancing" if missed_core(bio, modalities) and not grade_fixed_molecularly(bio, modalities) else None
 
 
 def diagnosis(bio: TumourBiology) -> str:

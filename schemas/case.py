@@ -9,6 +9,8 @@ from pydantic import Field
 
 from schemas.common import ContractModel, SampledRegion
 
+IhcStain = Literal["IDH1_R132H", "ATRX", "H3_K27M"]
+IhcResult = Literal["positive", "negative", "lost", "retained", "equivocal"]
 CASE_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 
 
@@ -66,4 +68,8 @@ class PathologyFindings(ContractModel):
     )
     sampled_region: SampledRegion | None = Field(
         default=None, description="Imaging habitat the specimen came from, if known."
+    )
+    immunohistochemistry: dict[IhcStain, IhcResult] | None = Field(
+        default=None,
+        description="Stain -> result, e.g. {'IDH1_R132H': 'negative', 'ATRX': 'retained'}; ATRX reads lost/retained.",
     )

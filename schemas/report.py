@@ -27,6 +27,7 @@ FlagKind = Literal[
     "ungrounded_claim",
     "sampling_mismatch",
     "significant_growth",
+    "missing_test",
 ]
 Severity = Literal["info", "warning", "critical"]
 ReviewStatus = Literal["draft", "approved", "rejected"]
@@ -81,6 +82,26 @@ class Modalities(ContractModel):
     unusable: list[UnusableModality] = Field(default_factory=list, description="Inputs present but unusable.")
 
 
+class DiagnosisLayers(ContractModel):
+    """The WHO CNS5 layered report of an integrated diagnosis, and how it was reached."""
+
+    histology: str = Field(description="Histological layer: the pathologist's type and features, or that none is available.")
+    cns_who_grade: int | None = Field(default=None, ge=1, le=4, description="CNS WHO grade; None when not assigned.")
+    molecular: str = Field(description="Molecular layer: each diagnostic marker as detected / not detected / not tested.")
+    integrated: str = Field(description="Integrated diagnosis (the conclusion's label).")
+    rules_applied: list[str] = Field(
+        default_factory=list, description="Each rule that fired: 'id: statement [citation]'."
+    )
+    missing_tests: list[str] = Field(
+        default_factory=list, description="Tests that would settle or change the diagnosis, named as a lab orders them."
+    )
+    settled: bool = Field(description="True when histology and every test that could change the diagnosis are in hand.")
+    model_agreement: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Share of the fusion model's belief that the tests leave possible (low = tests overrule the model).",
+    )
+
+
 class Conclusion(ContractModel):
     task: Task = Field(description="Clinical question.")
     label: str = Field(description="Most probable label, or 'insufficient_evidence'.")
@@ -98,6 +119,9 @@ class Conclusion(ContractModel):
     )
     prediction_set_coverage: float | None = Field(
         default=None, ge=0, le=1, description="Target coverage of `prediction_set` (e.g. 0.9)."
+    )
+    diagnosis_layers: DiagnosisLayers | None = Field(
+        default=None, description="For task 'diagnosis': histology, CNS WHO grade, molecular and integrated layers."
     )
 
     @model_validator(mode="after")
@@ -222,7 +246,9 @@ class SamplingTarget(ContractModel):
     unit_id: str = Field(description="Spatial unit to sample.")
     phenotype: Phenotype = Field(description="Its imaging phenotype.")
     reason: str = Field(description="Why this region.")
-    expected_information_gain: float = Field(ge=0, description="Expected reduction in grade entropy, bits.")
+    expected_information_gain: float = Field(
+        ge=0, description="Expected reduction in the entropy of the integrated-diagnosis posterior, bits."
+    )
     evidence: list[str] = Field(default_factory=list, description="Evidence ids behind the choice.")
 
 
@@ -281,6 +307,9 @@ class EvidenceChainReport(ContractModel):
     )
     consistency_flags: list[ConsistencyFlag] = Field(default_factory=list, description="Cross-modal checks that failed.")
     sampling_plan: list[SamplingTarget] = Field(default_factory=list, description="Sub-regions to sample, ranked.")
+    sampling_statement: LocalisedText | None = Field(
+        default=None, description="Why there is a plan or none (e.g. 'No further sampling is needed for diagnosis')."
+    )
     uncertainty: Uncertainty = Field(description="Overall uncertainty statement.")
     narrative: list[NarrativeSection] = Field(default_factory=list, description="Sentences, each citing evidence ids.")
     review: Review = Field(description="Review status and audit trail.")

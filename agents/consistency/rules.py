@@ -28,6 +28,7 @@ from agents.consistency.signals import (
     latest_units,
     subtype_idh,
 )
+from agents.clinical.profile import HISTOLOGY_TEST, MOLECULAR_GRADE_RULES
 from prompts import Listing, Phrase, Term, localise
 from schemas.case import PathologyFindings
 from schemas.common import MODALITIES, Modality
@@ -39,6 +40,7 @@ from schemas.report import (
     FlagKind,
     HistologyEvidence,
     LocalisedText,
+    Marker,
     MechanismEvidence,
     Modalities,
     Severity,
@@ -63,6 +65,7 @@ class ConsistencyContext:
     conclusions: tuple[Conclusion, ...]
     modalities: Modalities
     findings: PathologyFindings | None = None
+    markers: tuple[Marker, ...] = ()
     ood: tuple[ModalityOOD, ...] = ()  # input gates and the model's detector (FusionOutput.ood)
 
     @classmethod
@@ -76,8 +79,16 @@ class ConsistencyContext:
             conclusions=tuple(report.conclusions),
             modalities=report.modalities,
             findings=findings,
+            markers=tuple(report.markers),
             ood=tuple(ood),
         )
+
+    def compromised_modalities(self) -> set[str]:
+        """Modalities that are unusable or out of distribution: no conclusion resting on them is high."""
+        return {u.modality for u in self.modalities.unusable} | {o.modality for o in self.ood if o.out_of_distribution}
+
+    def conclusion(self, task: str) -> Conclusion | None:
+        return next((c for c in self.conclusions if c.task == task), None)
 
     def evidence_ids(self) -> set[str]:
         return {e.id for e in (*self.spatial, *self.histology, *self.mechanism)}
@@ -186,15 +197,27 @@ def imaging_vs_histology(ctx: ConsistencyContext) -> list[FlagDraft]:
     read_ids = ctx.findings_ids(*GRADE_FINDINGS)
     enhancing, necrotic = largest_unit(ctx.spatial, "enhancing"), largest_unit(ctx.spatial, "necrotic_core")
     if enhancing is not None and necrotic is not None and histology_low_grade(findings):
-        message = Phrase("flag.imaging_high_histology_low", {
+        fields = {
             "enhancing_unit": enhancing.unit_id, "enhancing_ml": _ml(enhancing),
             "necrotic_unit": necrotic.unit_id, "necrotic_ml": _ml(necrotic),
             "grade": str(findings.who_grade),
-        })
-        return [FlagDraft(
-            "cross_modal_disagreement", "warning", ("imaging", "pathology"), (enhancing.id, necrotic.id, *read_ids),
-            message, Phrase("action.review_against_imaging", {"unit": enhancing.unit_id}), GRADE_TASKS,
-        )]
+        }
+        markers = grade4_markers(ctx.mechanism)
+        if markers:  # genomics sides with imaging: it is part of the disagreement
+            message = Phrase("flag.imaging_genomics_high_histology_low", {
+                **fields, "markers": Listing(tuple(m.phrase for m in markers)),
+            })
+            evidence = (enhancing.id, necrotic.id, *(e for m in markers for e in m.evidence), *read_ids)
+            modalities: tuple[Modality, ...] = ("imaging", "pathology", "genomics")
+        else:
+            message = Phrase("flag.imaging_high_histology_low", fields)
+            evidence, modalities = (enhancing.id, necrotic.id, *read_ids), ("imaging", "pathology")
+        settled = molecular_grade(ctx)
+        if settled:  # the integrated diagnosis stands on molecular criteria; only the model's grade is in question
+            action, affects = Phrase("action.review_specimen_grade_settled", {"grade": str(settled)}), ("grade",)
+        else:
+            action, affects = Phrase("action.review_against_imaging", {"unit": enhancing.unit_id}), GRADE_TASKS
+        return [FlagDraft("cross_modal_disagreement", "warning", modalities, evidence, message, action, affects)]
     if hint == 2 and histology_high_grade(findings):
         features = Listing(tuple(_histology_high_features(findings)))
         message = Phrase("flag.histology_high_imaging_low", {"features": features})
@@ -222,9 +245,15 @@ def sampling_site(ctx: ConsistencyContext) -> list[FlagDraft]:
         "region": Term("phenotype", findings.sampled_region), "grade": str(findings.who_grade),
         "unit": enhancing.unit_id, "ml": _ml(enhancing),
     })
+    evidence = (enhancing.id, *ctx.findings_ids("sampled_region", "who_grade"))
+    settled = molecular_grade(ctx)
+    if settled:  # molecular criteria already fix the grade: no re-biopsy for grading (WHO CNS5)
+        return [FlagDraft(
+            "sampling_mismatch", "info", ("imaging", "pathology", "genomics"), evidence, message,
+            Phrase("action.no_rebiopsy_grade_settled", {"grade": str(settled)}),
+        )]
     return [FlagDraft(
-        "sampling_mismatch", "critical", ("imaging", "pathology"),
-        (enhancing.id, *ctx.findings_ids("sampled_region", "who_grade")),
+        "sampling_mismatch", "critical", ("imaging", "pathology"), evidence,
         message, Phrase("action.resample_enhancing", {"unit": enhancing.unit_id}), GRADE_TASKS,
     )]
 
@@ -252,9 +281,11 @@ def genomics_vs_morphology(ctx: ConsistencyContext) -> list[FlagDraft]:
     message = Phrase("flag.molecular_high_morphology_low", {
         "markers": Listing(tuple(m.phrase for m in markers)), "morphology": Listing(tuple(reads), "clause"),
     })
+    # When a molecular rule already fixed the integrated diagnosis, this disagreement is what the rule resolves.
+    affects = ("grade",) if molecular_grade(ctx) else GRADE_TASKS
     return [FlagDraft(
         "cross_modal_disagreement", "warning", tuple(modalities), tuple(evidence),
-        message, Phrase("action.molecular_review"), GRADE_TASKS,
+        message, Phrase("action.molecular_review"), affects,
     )]
 
 
@@ -277,8 +308,83 @@ def idh_vs_subtype(ctx: ConsistencyContext) -> list[FlagDraft]:
         action, evidence = Phrase("action.confirm_idh_wildtype"), [wild_type.id] if wild_type else []
     return [FlagDraft(
         "cross_modal_disagreement", "warning", ("genomics", *subtype.modalities_used),
-        (*evidence, *subtype.supporting_evidence), message, action, ("molecular_subtype",),
+        (*evidence, *subtype.supporting_evidence), message, action, ("molecular_subtype", "diagnosis"),
     )]
+
+
+@register_rule("grade_vs_pathology")
+def grade_vs_pathology(ctx: ConsistencyContext) -> list[FlagDraft]:
+    """A grade conclusion that differs from the pathologist's WHO grade, whatever else agrees with it."""
+    grade, findings = ctx.conclusion("grade"), ctx.findings
+    if grade is None or findings is None or findings.who_grade is None or grade.label == f"G{findings.who_grade}":
+        return []
+    if grade.label not in grade.class_probabilities:
+        return []  # an abstention states no grade to disagree with
+    high = grade4_markers(ctx.mechanism)
+    modalities = ("pathology", *(m for m in grade.modalities_used if m != "clinical"), *(("genomics",) if high else ()))
+    message = Phrase("flag.grade_differs_from_pathology", {
+        "label": Term("label", grade.label), "p": fmt_probability(grade.probability),
+        "grade": str(findings.who_grade),
+    })
+    settled = molecular_grade(ctx)
+    action = (
+        Phrase("action.review_grade_settled", {"grade": str(findings.who_grade), "settled": str(settled)}) if settled
+        else Phrase("action.review_grade", {"grade": str(findings.who_grade)})
+    )
+    return [FlagDraft(
+        "cross_modal_disagreement", "warning", modalities,
+        (*ctx.findings_ids("who_grade"), *grade.supporting_evidence), message, action, ("grade",),
+    )]
+
+
+PATHOLOGIST_READ_PATTERNS = ("necrosis", "microvascular_proliferation")
+
+
+@register_rule("patch_vs_read")
+def patch_vs_read(ctx: ConsistencyContext) -> list[FlagDraft]:
+    """A cited patch whose pattern the pathologist's read says is absent (e.g. necrosis: false)."""
+    findings = ctx.findings
+    if findings is None:
+        return []
+    drafts = []
+    for pattern in PATHOLOGIST_READ_PATTERNS:
+        if getattr(findings, pattern) is not False:
+            continue
+        patches = tuple(h.id for h in ctx.histology if h.origin == "patch_attention" and h.pattern == pattern)
+        if patches:
+            message = Phrase("flag.patch_contradicts_read", {
+                "pattern": Term("pattern", pattern), "ids": Listing(patches, "comma"),
+            })
+            drafts.append(FlagDraft(
+                "cross_modal_disagreement", "warning", ("pathology",), (*patches, *ctx.findings_ids(pattern)),
+                message, Phrase("action.review_patches", {"pattern": Term("pattern", pattern)}), ("grade",),
+            ))
+    return drafts
+
+
+@register_rule("missing_test")
+def missing_test(ctx: ConsistencyContext) -> list[FlagDraft]:
+    """The integrated diagnosis stays open (NOS) or changeable until a named test is done."""
+    dx = ctx.conclusion("diagnosis")
+    if dx is None or dx.diagnosis_layers is None or not dx.diagnosis_layers.missing_tests:
+        return []
+    tests = dx.diagnosis_layers.missing_tests
+    modalities = ("genomics", *(("pathology",) if HISTOLOGY_TEST in tests else ()))
+    items = tuple(Phrase("action.test_item", {"test": Term("test", t), "change": Term("test_consequence", t)})
+                  for t in tests)
+    message = Phrase("flag.missing_test", {
+        "label": Term("label", dx.label), "tests": Listing(tuple(Term("test", t) for t in tests)),
+    })
+    return [FlagDraft("missing_test", "warning", modalities, (), message, Phrase("action.order_tests", {"items": Listing(items, "comma")}))]
+
+
+def molecular_grade(ctx: ConsistencyContext) -> int | None:
+    """CNS WHO grade fixed by a molecular rule of the integrated diagnosis (e.g. IDH-wildtype + EGFR: 4)."""
+    dx = ctx.conclusion("diagnosis")
+    if dx is None or dx.diagnosis_layers is None:
+        return None
+    fired = {r.split(":", 1)[0] for r in dx.diagnosis_layers.rules_applied}
+    return dx.diagnosis_layers.cns_who_grade if fired & set(MOLECULAR_GRADE_RULES) else None
 
 
 @register_rule("missing_modality")

@@ -83,12 +83,6 @@ def histology_under_grades(spatial: Sequence[SpatialEvidence], findings: Patholo
     )
 
 
-def grade_discordance(spatial: Sequence[SpatialEvidence], findings: PathologyFindings | None) -> bool:
-    """Histology and imaging disagree on grade, in either direction."""
-    no_enhancement = imaging_grade_hint(spatial) == 2
-    return histology_under_grades(spatial, findings) or (no_enhancement and histology_high_grade(findings))
-
-
 def event(mechanism: Sequence[MechanismEvidence], event_id: str) -> MechanismEvidence | None:
     return next((m for m in mechanism if m.pathway_id == event_id), None)
 

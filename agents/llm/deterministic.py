@@ -6,13 +6,25 @@ a conclusion, flag or recommendation.
 
 from __future__ import annotations
 
+from agents.clinical import IntegratedDiagnosis, glioma_markers, integrated_diagnosis, marker_status, molecular_data
+from agents.clinical.profile import FAMILY_SUBTYPE, family_and_grade
 from agents.evidence.risk import risk_group
 from agents.evidence.votes import cite, evidence_votes
 from agents.llm.registry import DraftInputs, register_drafting_backend
+from schemas.common import MODALITIES
 from schemas.fusion import TaskPrediction
-from schemas.report import Conclusion, EvidenceChainReport, Modalities, Review, Uncertainty
+from schemas.report import (
+    Conclusion,
+    DiagnosisLayers,
+    EvidenceChainReport,
+    Marker,
+    Modalities,
+    Review,
+    Uncertainty,
+)
 
 PRELIMINARY_BASIS = "calibrated model probability; not yet checked across modalities"
+DIAGNOSIS_BASIS = "WHO CNS5 rules over the tested markers and histology; posterior from the model; not yet checked"
 
 
 class DeterministicDrafter:
@@ -22,15 +34,22 @@ class DeterministicDrafter:
         inputs = d.inputs
         present = inputs.present_modalities()
         missing = inputs.missing_modalities()
+        predictions = [p for p in d.fusion.predictions if p.task != "diagnosis"]
+        subtype = d.fusion.prediction("molecular_subtype")
+        markers = glioma_markers(
+            molecular_data(inputs.genomics, inputs.findings), d.mechanism,
+            subtype.probabilities if subtype is not None else None,
+        )
         return EvidenceChainReport(
             case_id=inputs.manifest.case_id,
             cancer_type=inputs.manifest.cancer_type,
             provenance=d.provenance,
             modalities=Modalities(present=present, missing=missing, unusable=list(inputs.unusable)),
-            conclusions=[self._conclusion(p, d) for p in d.fusion.predictions],
+            conclusions=[self._diagnosis(markers, d), *(self._conclusion(p, d) for p in predictions)],
             spatial_evidence=d.spatial,
             histology_evidence=d.histology,
             mechanism_evidence=d.mechanism,
+            markers=markers,
             modality_contributions={k: round(v, 4) for k, v in d.fusion.modality_contributions.items()},
             uncertainty=Uncertainty(level="low", statement="Not yet checked across modalities.", missing_modalities=missing),
             review=Review(status="draft"),
@@ -57,6 +76,54 @@ class DeterministicDrafter:
             prediction_set=list(prediction.prediction_set),
             prediction_set_coverage=prediction.set_coverage,
         )
+
+    @staticmethod
+    def _diagnosis(markers: list[Marker], d: DraftInputs) -> Conclusion:
+        grade, subtype = d.fusion.prediction("grade"), d.fusion.prediction("molecular_subtype")
+        dx = integrated_diagnosis(
+            marker_status(markers), d.inputs.findings,
+            grade.probabilities if grade is not None else None,
+            subtype.probabilities if subtype is not None else None,
+        )
+        supporting, contradicting = _diagnosis_citations(dx, d)
+        class_probabilities = _rounded(dx.posterior, max(dx.posterior, key=dx.posterior.__getitem__))
+        probability = class_probabilities.get(dx.label, round(dx.probability, 4))
+        tested = {m.source for m in markers if m.status in ("detected", "not_detected")}
+        used = set(d.fusion.modalities_used)
+        used |= {"pathology"} if d.inputs.findings is not None else set()
+        used |= {"genomics"} if tested & {"mutation_call", "copy_number"} else set()
+        return Conclusion(
+            task="diagnosis",
+            label=dx.label,
+            probability=probability,
+            class_probabilities=class_probabilities,
+            confidence="low",
+            confidence_basis=DIAGNOSIS_BASIS,
+            modalities_used=[m for m in MODALITIES if m in used],
+            supporting_evidence=supporting,
+            contradicting_evidence=contradicting,
+            diagnosis_layers=DiagnosisLayers(
+                histology=dx.histology, cns_who_grade=dx.grade, molecular=dx.molecular, integrated=dx.label,
+                rules_applied=[f"{r.id}: {r.statement} [{r.citation()}]" for r in dx.rules],
+                missing_tests=list(dx.missing_tests), settled=dx.settled,
+                model_agreement=round(dx.model_agreement, 4),
+            ),
+        )
+
+
+def _diagnosis_citations(dx: IntegratedDiagnosis, d: DraftInputs) -> tuple[list[str], list[str]]:
+    """Evidence for and against the diagnosis: the grade and molecular-subtype evidence of what it states."""
+    family, grade = family_and_grade(dx.label)
+    supporting: list[str] = []
+    contradicting: list[str] = []
+    parts = [("grade", f"G{grade}" if grade is not None else None),
+             ("molecular_subtype", FAMILY_SUBTYPE.get(family) if family is not None else None)]
+    for task, label in parts:
+        if label is not None:
+            s, c = cite(label, evidence_votes(task, d.spatial, d.histology, d.mechanism, d.programme_of))
+            supporting += s
+            contradicting += c
+    return list(dict.fromkeys(supporting)), [e for e in dict.fromkeys(contradicting) if e not in supporting]
 
 
 def _rounded(probabilities: dict[str, float], label: str) -> dict[str, float]:

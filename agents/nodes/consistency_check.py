@@ -17,16 +17,18 @@ from agents.state import CaseState
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     draft = state["draft"]
     findings = state["inputs"].findings
-    result = check_consistency(ConsistencyContext.from_report(draft, findings, state["fusion"].ood))
-    grade = next((c for c in result.conclusions if c.task == "grade"), None)
-    plan = sampling_plan(draft.spatial_evidence, grade.class_probabilities, findings) if grade else []
+    fusion = state.get("fusion")
+    result = check_consistency(ConsistencyContext.from_report(draft, findings, fusion.ood if fusion else ()))
+    diagnosis = next((c for c in result.conclusions if c.task == "diagnosis"), None)
+    plan = sampling_plan(draft.spatial_evidence, diagnosis, findings, "pathology" in draft.modalities.present)
     report = draft.model_validate(
         draft.model_dump()
         | {
             "consistency_flags": [f.model_dump() for f in result.flags],
             "conclusions": [c.model_dump() for c in result.conclusions],
             "uncertainty": result.uncertainty.model_dump(),
-            "sampling_plan": [t.model_dump() for t in plan],
+            "sampling_plan": [t.model_dump() for t in plan.targets],
+            "sampling_statement": plan.statement.model_dump(),
         }
     )
     return {"report": report, "flag_texts": result.flag_texts, "basis_texts": result.basis_texts}
