@@ -11,6 +11,7 @@ from agents.clinical.profile import FAMILY_SUBTYPE, family_and_grade
 from agents.evidence.risk import risk_group
 from agents.evidence.votes import cite, evidence_votes
 from agents.llm.registry import DraftInputs, register_drafting_backend
+from fusion_models.gates import outside_trained_cancer_types
 from schemas.common import MODALITIES
 from schemas.fusion import TaskPrediction
 from schemas.report import (
@@ -36,16 +37,19 @@ class DeterministicDrafter:
         missing = inputs.missing_modalities()
         predictions = [p for p in d.fusion.predictions if p.task != "diagnosis"]
         subtype = d.fusion.prediction("molecular_subtype")
+        # The glioma profile (markers, WHO CNS5 rules) says nothing about another cancer type.
+        glioma = not outside_trained_cancer_types(inputs)
         markers = glioma_markers(
             molecular_data(inputs.genomics, inputs.findings), d.mechanism,
             subtype.probabilities if subtype is not None else None,
-        )
+        ) if glioma else []
+        diagnosis = [self._diagnosis(markers, d)] if glioma else []
         return EvidenceChainReport(
             case_id=inputs.manifest.case_id,
             cancer_type=inputs.manifest.cancer_type,
             provenance=d.provenance,
             modalities=Modalities(present=present, missing=missing, unusable=list(inputs.unusable)),
-            conclusions=[self._diagnosis(markers, d), *(self._conclusion(p, d) for p in predictions)],
+            conclusions=[*diagnosis, *(self._conclusion(p, d) for p in predictions)],
             spatial_evidence=d.spatial,
             histology_evidence=d.histology,
             mechanism_evidence=d.mechanism,
