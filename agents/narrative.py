@@ -134,7 +134,8 @@ def _decisions(report: EvidenceChainReport, flag_texts: Mapping[str, FlagText]) 
     if open_markers:
         names = Listing(tuple(Term("marker", m.marker) for m in open_markers))
         evidence = [i for m in open_markers for i in m.evidence]
-        sentences.append(_sentence(report, Phrase("decisions.missing_tests", {"markers": names}), evidence))
+        # the numbers in a marker's name (1p/19q, +7/-10) are the marker's own, not values to ground
+        sentences.append(_sentence(report, Phrase("decisions.missing_tests", {"markers": names}), evidence, about=open_markers))
     if not sentences:
         sentences.append(_sentence(report, Phrase("decisions.none"), []))
     return sentences

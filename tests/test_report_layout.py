@@ -7,7 +7,7 @@ What may stay in Latin letters in the Chinese rendering (everything else is Engl
   * identifiers: evidence and flag ids (S1, H3, M2, F1), unit ids (T0:enhancing, T0->T1:lesion), pathway and
     event ids (GO:0001666, PROGENY:Hypoxia, CNV:EGFR), and whatever case, slide or unit id the report declares;
   * gene symbols and other upper-case names: IDH1, CDKN2A/B, EGFR, TERT, MGMT, GISTIC, R132H, FISH;
-    the markers as written: 1p/19q, Ki-67, H3 K27M, +7/-10; the classifications: WHO, CNS, CNS5, NOS, RANO,
+    the markers as written: 1p/19q, Ki-67, H3 K27M, +7/-10; the classifications: WHO, CNS, CNS5, NOS, RANO, Cox (the survival model),
     cIMPACT-NOW;
   * units and coordinates: mL, mm, %, x, y;
   * quoted source text, 「...」 or “...” (the pathologist's words, a loader's reason, a reviewer's edit);
@@ -27,7 +27,7 @@ from agents.render import render_html
 from prompts import phrase_table
 from schemas.report import EvidenceChainReport
 
-ALLOWED_WORDS = {"WHO", "CNS", "CNS5", "NOS", "NEC", "RANO", "cIMPACT-NOW", "mL", "mm", "x", "y", "Ki-67"}
+ALLOWED_WORDS = {"WHO", "CNS", "CNS5", "NOS", "NEC", "RANO", "Cox", "cIMPACT-NOW", "mL", "mm", "x", "y", "Ki-67"}
 _ID = re.compile(r"[A-Za-z0-9_-]+(?:->[A-Za-z0-9_-]+)?:[A-Za-z0-9_-]+")  # T0:enhancing, GO:0001666, MUT:PTEN
 _UPPER = re.compile(r"[A-Z0-9][A-Z0-9-]*")  # gene symbols, S1, DEMO-004-HE1, R130Q
 _MARKER = re.compile(r"\d+[pq](?:/\d+[pq])?|[+-]?\d+/[+-]?\d+")  # 1p/19q, +7/-10
@@ -158,12 +158,15 @@ def test_every_report_opens_with_the_decisions_and_states_each_section_once(repo
             assert decisions < html.index(f'id="ev-{flag.id}"') < html.index('id="section-diagnosis"'), (case_id, flag.id)
 
 
-def test_the_critical_flag_of_a_biopsy_from_oedema_is_in_the_first_screen(reports):
+def test_the_most_severe_flag_of_a_biopsy_from_oedema_is_in_the_first_screen(reports):
     report, rendered = reports["DEMO-004"]
-    assert any(f.severity == "critical" for f in report.consistency_flags)
+    # Molecular criteria settle DEMO-004's grade (EGFR amplification), so its sampling mismatch is
+    # information, not a call for re-biopsy; its most severe flag still leads the page.
+    worst = min((f.severity for f in report.consistency_flags), key=["critical", "warning", "info"].index)
+    assert worst != "info"
     html = rendered["zh.html"]
     # Nothing but the title, the one-line disclaimer and the case facts stand before the decisions.
-    assert html.index('<span class="badge critical">') < html.index('id="section-diagnosis"')
+    assert html.index(f'<span class="badge {worst}">') < html.index('id="section-diagnosis"')
     assert visible_text(html[: html.index('id="section-decisions"')]).count("\n") < 20
 
 

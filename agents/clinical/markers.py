@@ -22,7 +22,7 @@ from agents.clinical.profile import (
     MARKER_SPECS,
     TERT_PROMOTER_VARIANTS,
 )
-from agents.consistency.grounding import PROBABILITY_DECIMALS, fmt
+from agents.consistency.grounding import fmt, fmt_probability
 from fusion_models.genomics.io import GenomicsInput
 from schemas.case import PathologyFindings
 from schemas.report import Marker, MechanismEvidence
@@ -74,7 +74,7 @@ def _untested(key: str, note: str = "") -> Marker:
 
 
 def _predicted(key: str, label: str, p: float) -> Marker:
-    return _marker(key, "predicted", "model", f"{label} (model probability {fmt(p, PROBABILITY_DECIMALS)})",
+    return _marker(key, "predicted", "model", f"{label} (model probability {fmt_probability(p)})",
                    note=f"{PREDICTED_NOTE}; {MARKER_SPECS[key].test} settles it")
 
 

@@ -142,7 +142,9 @@ def confidence_basis(
         cap(CAP_LEVEL, Phrase("basis.why.missing_modality", {"modality": Term("modality", modality)}))
     tests = missing_tests(conclusion, markers)
     if tests:
-        cap(CAP_LEVEL, Phrase("basis.why.not_tested", {"tests": Listing(tuple(Term("test", t) for t in tests))}))
+        # the integrated diagnosis names the tests to order, a molecular subtype the markers it lacks
+        namespace = "test" if conclusion.diagnosis_layers is not None else "marker"
+        cap(CAP_LEVEL, Phrase("basis.why.not_tested", {"tests": Listing(tuple(Term(namespace, t) for t in tests))}))
     agreement = conclusion.diagnosis_layers.model_agreement if conclusion.diagnosis_layers else None
     if agreement is not None and agreement < AGREEMENT_MODERATE:
         to: Confidence = "low" if agreement < AGREEMENT_LOW else CAP_LEVEL
