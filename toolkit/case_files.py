@@ -12,6 +12,7 @@ from `CaseFolder.file`, which has passed the same checks.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -187,3 +188,47 @@ def checked_file(path: Path, case_dir: Path | None, kind: str) -> tuple[Path, st
     folder = CaseFolder(case_dir if case_dir is not None else path.parent)
     rel = folder.rel(path)
     return folder.file(rel, kind), rel
+
+
+def folder_fingerprint(root: Path) -> str:
+    """SHA-256 over the names and contents of everything in a folder (hidden files too), in sorted order.
+
+    Links are hashed by their target text, never followed; an entry that cannot be
+    read is hashed by its error, so the fingerprint itself never fails.
+    """
+    digest = hashlib.sha256()
+    _fingerprint_into(digest, Path(root), "")
+    return digest.hexdigest()
+
+
+def _fingerprint_into(digest, folder: Path, prefix: str) -> None:
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        digest.update(f"unlistable\0{prefix}\0{exc.errno}\n".encode())
+        return
+    for entry in entries:
+        name = prefix + entry.name
+        if entry.is_symlink():
+            digest.update(f"link\0{name}\0{os.readlink(entry.path)}\n".encode(errors="surrogateescape"))
+        elif entry.is_dir(follow_symlinks=False):
+            digest.update(f"dir\0{name}\n".encode(errors="surrogateescape"))
+            _fingerprint_into(digest, Path(entry.path), name + "/")
+        elif entry.is_file(follow_symlinks=False):
+            digest.update(f"file\0{name}\0{_file_digest(entry.path)}\n".encode(errors="surrogateescape"))
+        else:
+            digest.update(f"special\0{name}\n".encode(errors="surrogateescape"))
+
+
+def _file_digest(path: str) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        return f"unreadable {exc.errno}"
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as exc:
+        return f"unreadable {exc.errno}"
+    finally:
+        os.close(fd)
