@@ -12,3 +12,7 @@ class InputError(ValueError):
         # Library messages can span lines; the contract is one line per error.
         self.message = " ".join(str(message).split())
         super().__init__(f"{self.file}: {field}: {self.message}")
+
+    def __reduce__(self):
+        # Picklable, so that it can cross from a worker process to the batch.
+        return (type(self), (self.file, self.field, self.message))

@@ -179,7 +179,8 @@ def load_genomics(
     unusable: list[UnusableModality] = []
     try:
         # Not filtered by is_file: a FIFO or a link out named like an input is reported, not skipped.
-        present = {role: f"{GENOMICS_DIR}/{name}" for role, name in FILES.items() if folder.exists(f"{GENOMICS_DIR}/{name}")}
+        names = set(folder.list_dir(GENOMICS_DIR)) if folder.is_dir(GENOMICS_DIR) else set()
+        present = {role: f"{GENOMICS_DIR}/{name}" for role, name in FILES.items() if name in names}
     except InputError as exc:
         return None, [UnusableModality(modality="genomics", reason=str(exc), file=exc.file)]
 
