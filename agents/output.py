@@ -51,13 +51,6 @@ def _staging_name(case_id: str, kind: str) -> str:
     return f".{case_id}.{secrets.token_hex(4)}.{kind}"
 
 
-def _write_file(path: Path, text: str) -> None:
-    with open(path, "w", encoding="utf-8") as handle:  # plain open(): permissions follow the umask
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def write_case_folder(out_dir: Path, case_id: str, files: dict[str, str]) -> dict[str, str]:
     """Write `files` (name -> text) as OUT/<case_id>/ in one atomic step; returns name -> final path.
 
@@ -73,7 +66,7 @@ def write_case_folder(out_dir: Path, case_id: str, files: dict[str, str]) -> dic
     staging.mkdir()
     try:
         for name, text in files.items():
-            _write_file(staging / name, text)
+            (staging / name).write_text(text, encoding="utf-8")  # permissions follow the umask
         if not os.path.lexists(final):
             os.rename(staging, final)
         elif exchange(staging, final):

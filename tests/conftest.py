@@ -42,3 +42,10 @@ def settings(demo_checkpoint, tmp_path_factory):
     from agents.context import Settings
 
     return Settings(checkpoint=demo_checkpoint, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--property-cases", type=int, default=2000,
+        help="generated case bundles in tests/test_property_cases.py (the slow tier runs 10000)",
+    )

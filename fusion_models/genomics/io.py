@@ -109,7 +109,8 @@ def by_gene(table: Table, genes: list[str], values: np.ndarray) -> pd.Series:
 
 def split_unknown(expression: pd.Series, known_genes: set[str], rel: str) -> tuple[pd.Series, list[str]]:
     """Drop symbols the knowledge base does not know; a majority of them means the wrong identifiers."""
-    known = expression.index.isin(known_genes)  # upper-case symbols, see KnowledgeBase.symbol_lookup
+    # Set lookups per symbol: Index.isin would copy the whole (~20k-symbol) set into an array for every case.
+    known = np.fromiter((g in known_genes for g in expression.index), dtype=bool, count=len(expression))
     unknown = expression.index[~known].tolist()
     if len(unknown) * 2 > len(expression):
         raise InputError(
