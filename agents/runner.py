@@ -83,7 +83,8 @@ def safe_name(folder_name: str) -> str:
 def list_case_dirs(cohort_dir: Path, exclude: Path | None = None) -> list[Path]:
     """Case folders: `COHORT/cases/*` when that folder exists (cohort with labels beside), else `COHORT/*`.
 
-    `exclude` (the output folder, when it lies inside a flat cohort) is never a case.
+    `exclude` (the output folder, when it lies inside a flat cohort) is never a case, nor is
+    any other folder holding a batch summary (the reports of an earlier run with another OUT).
     """
     if not cohort_dir.is_dir():
         raise InputError(str(cohort_dir), "cohort", "not a folder")
@@ -92,6 +93,7 @@ def list_case_dirs(cohort_dir: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(
         p for p in root.iterdir()
         if not p.name.startswith(".") and p.is_dir() and os.path.realpath(p) != skip
+        and not (p / BATCH_SUMMARY).exists()
     )
 
 
@@ -109,11 +111,10 @@ def check_out_dir(out_dir: Path, source: Path, case_dirs: list[Path]) -> None:
         raise InputError(str(out_dir), "--out", f"is an input folder or inside one ({source})")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-probe.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
     except OSError as exc:
-        raise InputError(str(out_dir), "--out", f"not writable: {exc.strerror or exc}") from None
+        raise InputError(str(out_dir), "--out", f"cannot create: {exc.strerror or exc}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(str(out_dir), "--out", "not writable: Permission denied")
 
 
 def settings_fingerprint(settings: Settings) -> str:
@@ -268,7 +269,6 @@ class Summary:
     def __init__(self, cohort_dir: Path, out_dir: Path, jobs: list[CaseJob], rejected: list[CaseResult]):
         self.path = out_dir / BATCH_SUMMARY
         self.cohort = str(cohort_dir)
-        self.order = {j.case_dir: i for i, j in enumerate(jobs)}
         self.results: list[CaseResult] = list(rejected)
         self.pending = {j.case_dir: j for j in jobs}
         self.last_write = 0.0

@@ -203,5 +203,6 @@ def test_every_generated_bundle_gives_a_valid_report_or_a_one_line_error(setting
         assert sorted(p.name for p in workspace.iterdir()) == ["case", "out"][: 1 + out.exists()]
 
     check()
+    assert sum(counts.values()) >= request.config.getoption("--property-cases"), counts
     # Both outcomes must be exercised, or the generator has drifted into testing one path.
     assert counts["ok"] > 0 and counts["bad_input"] > 0, counts
