@@ -26,13 +26,23 @@ from toolkit.registry import Registry
 OnResult = Callable[[CaseResult], None]
 Engine = Callable[..., None]
 ENGINES: Registry[Engine] = Registry("batch engine", missing=ValueError)
+RAY_TASK_CPUS = 1
 
 
 def _share_cores(workers: int) -> None:
-    """Torch threads per worker so that the workers together use the cores once, not workers times over."""
-    import torch
+    """Threads per worker so that the workers together use the cores once, not workers times over.
 
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    Torch has its own pool; BLAS and OpenMP (numpy, faiss) are capped through threadpoolctl.
+    """
+    _limit_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def _limit_threads(threads: int) -> None:
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)
 
 
 def _died(job: CaseJob, how: str) -> CaseResult:
@@ -85,7 +95,7 @@ def run_ray(jobs: list[CaseJob], settings: Settings, *, workers: int, on_result:
         else:
             ray.init(address=address, log_to_driver=False)
     try:
-        task = ray.remote(num_cpus=1, max_retries=1)(_ray_case)
+        task = ray.remote(num_cpus=RAY_TASK_CPUS, max_retries=1)(_ray_case)
         refs = {task.remote(job, settings): job for job in jobs}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)
@@ -108,5 +118,5 @@ def _import_path() -> list[str]:
 
 
 def _ray_case(job: CaseJob, settings: Settings) -> CaseResult:
-    _share_cores(1)
+    _limit_threads(RAY_TASK_CPUS)  # the CPUs Ray reserved for this task, not the whole node
     return process_case(job, settings)

@@ -8,12 +8,18 @@ and cases/min for 1 and 2 local workers and for Ray with 2 local workers (when
 Ray is installed), each redoing every case (`--force`). Throughput is given over
 the whole run and at steady state (from each engine's first finished case on:
 worker start-up and component loading excluded). Nothing here is asserted.
+
+Every worker uses one torch thread (`--torch-threads` for the in-process runs), so
+the ratios measure process parallelism: on a shared machine two torch threads
+per process spin against each other and against the neighbours.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
+import resource
 import statistics
 import tempfile
 import time
@@ -50,15 +56,25 @@ def throughput(engine: str, workers: int, cohort: Path, out: Path, settings: Set
         if result.status != "ok":
             failed.append(result)
 
+    cpu_before = _cpu_s()
     started = time.perf_counter()
     ENGINES.get(engine)(jobs, settings, workers=workers, on_result=on_result)
     wall = time.perf_counter() - started
+    # Ray's workers are children of its raylet, not of this process: their CPU time is not seen here.
+    cpu = _cpu_s() - cpu_before if engine == "local" else float("nan")
     assert not failed, [r.error for r in failed]
     # Steady state: from the first finished case of the last worker to start (start-up is paid once per run).
     warm_from = finished[min(workers, len(finished)) - 1]
     steady_cases = len(finished) - min(workers, len(finished))
     steady = steady_cases / (finished[-1] - warm_from) * 60 if finished[-1] > warm_from else float("nan")
-    return {"cases": len(finished), "wall_s": wall, "per_min": len(finished) / wall * 60, "steady_per_min": steady}
+    return {"cases": len(finished), "wall_s": wall, "per_min": len(finished) / wall * 60, "steady_per_min": steady,
+            "cpu_per_case": cpu / len(finished)}
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its finished children (worker pools are joined before reading)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
@@ -68,7 +84,15 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)
     parser.add_argument("--repeats", type=int, default=3, help="warm runs of the single case")
     parser.add_argument("--engines", default="local:1,local:2,ray:2", help="engine:workers list, run in this order")
+    parser.add_argument("--torch-threads", type=int, default=1, help="torch/BLAS/OpenMP threads of the in-process runs")
     args = parser.parse_args()
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(args.torch_threads)
+    threadpool_limits(limits=args.torch_threads)
+    print(f"torch threads in process: {torch.get_num_threads()}; each worker process: 1 per worker on "
+          f"{os.cpu_count()} cores")
     if not (args.cohort / "cases").is_dir():
         from demo.cohort import build_demo_cohort
 
@@ -88,10 +112,13 @@ def main() -> None:
             rows.append((spec, throughput(engine, int(workers), args.cohort, Path(out) / spec.replace(":", "_"), settings)))
     base = rows[0][1]
     print(f"\nbatch of {base['cases']} demo cases, every case redone")
-    print(f"{'engine:workers':<16} {'wall s':>8} {'cases/min':>10} {'ratio':>7} {'steady/min':>11} {'ratio':>7}")
+    print(f"{'engine:workers':<16} {'wall s':>8} {'cases/min':>10} {'ratio':>7} {'steady/min':>11} {'ratio':>7} "
+          f"{'CPU s/case':>11}")
     for spec, r in rows:
         print(f"{spec:<16} {r['wall_s']:>8.1f} {r['per_min']:>10.1f} {r['per_min'] / base['per_min']:>6.2f}x "
-              f"{r['steady_per_min']:>11.1f} {r['steady_per_min'] / base['steady_per_min']:>6.2f}x")
+              f"{r['steady_per_min']:>11.1f} {r['steady_per_min'] / base['steady_per_min']:>6.2f}x "
+              f"{r['cpu_per_case']:>11.2f}")
+    print(f"(load average while measuring: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores)")
 
 
 if __name__ == "__main__":

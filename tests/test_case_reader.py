@@ -172,3 +172,9 @@ def test_exchange_swaps_two_folders_in_one_step(tmp_path):
         pytest.skip("this file system cannot exchange two paths (renameat2); the two-rename fallback is used")
     assert (tmp_path / "a" / "f").read_text() == "new" and (tmp_path / "b" / "f").read_text() == "old"
     assert stat.S_ISDIR((tmp_path / "a").stat().st_mode)
+
+
+def test_input_error_is_one_short_printable_line_whatever_a_library_says():
+    err = InputError("x.h5", "attrs.encoder", "bad value " + "\x1b[2J" + "A" * 1000 + "\nsecond line")
+    assert "\n" not in str(err) and "\x1b" not in str(err) and "\\x1b[2J" in str(err)
+    assert len(err.message) == 400 and err.message.endswith("...")
