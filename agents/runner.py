@@ -51,6 +51,7 @@ class CaseResult:
     outputs: dict[str, str] = field(default_factory=dict)
     headline: dict[str, object] = field(default_factory=dict)
     reused: bool = False  # an up-to-date report was already there
+    cpu_s: float | None = None  # CPU time of the process that ran the case, all its threads
     log: str | None = None  # traceback file of an internal error
 
     @property
@@ -205,6 +206,7 @@ def process_case(job: CaseJob, settings: Settings) -> CaseResult:
     """Report one case under its lock, or reuse an up-to-date report; never raises for a case's problem."""
     out_dir, case_dir = Path(job.out_dir), Path(job.case_dir)
     result = CaseResult(case_id=job.case_id, case_dir=job.case_dir, status="ok")
+    cpu_started = time.process_time()
     try:
         with _deadline(job.timeout_s), case_lock(out_dir, job.case_id):
             clean_leftovers(out_dir, job.case_id)
@@ -221,6 +223,7 @@ def process_case(job: CaseJob, settings: Settings) -> CaseResult:
         result.status = "error"
         result.error = (f"{type(err).__name__}: {err}".splitlines() or [type(err).__name__])[0][:ERROR_CHARS]
         result.log = _log_traceback(out_dir, job.case_id)
+    result.cpu_s = round(time.process_time() - cpu_started, 4)
     return result
 
 

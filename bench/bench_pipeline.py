@@ -11,7 +11,10 @@ worker start-up and component loading excluded). Nothing here is asserted.
 
 Every worker uses one torch thread (`--torch-threads` for the in-process runs), so
 the ratios measure process parallelism: on a shared machine two torch threads
-per process spin against each other and against the neighbours.
+per process spin against each other and against the neighbours. "CPU s/case" is
+all CPU of the run (worker start-up included) per case; "in-case CPU s" the median
+CPU one warm case costs inside its worker: equal values mean the workers lose
+nothing to each other, and the ratio is bounded only by free cores.
 """
 
 from __future__ import annotations
@@ -49,10 +52,12 @@ def throughput(engine: str, workers: int, cohort: Path, out: Path, settings: Set
     jobs, rejected = plan_jobs(list_case_dirs(cohort), out, settings_fingerprint(settings), force=True, timeout_s=None)
     assert not rejected, [r.error for r in rejected]
     finished: list[float] = []
+    case_cpu: list[float] = []
     failed: list[CaseResult] = []
 
     def on_result(result: CaseResult) -> None:
         finished.append(time.perf_counter())
+        case_cpu.append(result.cpu_s)
         if result.status != "ok":
             failed.append(result)
 
@@ -68,7 +73,7 @@ def throughput(engine: str, workers: int, cohort: Path, out: Path, settings: Set
     steady_cases = len(finished) - min(workers, len(finished))
     steady = steady_cases / (finished[-1] - warm_from) * 60 if finished[-1] > warm_from else float("nan")
     return {"cases": len(finished), "wall_s": wall, "per_min": len(finished) / wall * 60, "steady_per_min": steady,
-            "cpu_per_case": cpu / len(finished)}
+            "cpu_per_case": cpu / len(finished), "case_cpu": statistics.median(case_cpu[workers:] or case_cpu)}
 
 
 def _cpu_s() -> float:
@@ -113,11 +118,11 @@ def main() -> None:
     base = rows[0][1]
     print(f"\nbatch of {base['cases']} demo cases, every case redone")
     print(f"{'engine:workers':<16} {'wall s':>8} {'cases/min':>10} {'ratio':>7} {'steady/min':>11} {'ratio':>7} "
-          f"{'CPU s/case':>11}")
+          f"{'CPU s/case':>11} {'in-case CPU s':>14}")
     for spec, r in rows:
         print(f"{spec:<16} {r['wall_s']:>8.1f} {r['per_min']:>10.1f} {r['per_min'] / base['per_min']:>6.2f}x "
               f"{r['steady_per_min']:>11.1f} {r['steady_per_min'] / base['steady_per_min']:>6.2f}x "
-              f"{r['cpu_per_case']:>11.2f}")
+              f"{r['cpu_per_case']:>11.2f} {r['case_cpu']:>14.3f}")
     print(f"(load average while measuring: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores)")
 
 
