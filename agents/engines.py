@@ -7,7 +7,8 @@
   `workers` CPUs. Ray is an optional extra (`pip install evidencechain[ray]`).
 
 A worker process that dies (a crash in a native decoder, the OOM killer) fails
-only the cases it held: the local engine restarts its pool for the rest.
+only the case it held: the local engine runs the cases that were in flight again,
+each alone, and the rest in a fresh pool.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 from agents.context import Settings
@@ -45,8 +46,22 @@ def _limit_threads(threads: int) -> None:
     threadpool_limits(limits=threads)
 
 
-def _died(job: CaseJob, how: str) -> CaseResult:
-    return CaseResult(job.case_id, job.case_dir, "error", f"worker process died while running this case ({how})")
+_started = None  # in a worker process: where it announces each case it starts
+
+
+def _worker_init(workers: int, started) -> None:
+    global _started
+    _started = started
+    _share_cores(workers)
+
+
+def _tracked_case(job: CaseJob, settings: Settings) -> CaseResult:
+    _started.put(job.case_dir)  # SimpleQueue: written before the case runs, so a crash cannot lose it
+    return process_case(job, settings)
+
+
+def _died(job: CaseJob) -> CaseResult:
+    return CaseResult(job.case_id, job.case_dir, "error", "worker process died while running this case")
 
 
 @ENGINES.register("local")
@@ -57,27 +72,61 @@ def run_local(jobs: list[CaseJob], settings: Settings, *, workers: int, on_resul
         for job in jobs:
             on_result(process_case(job, settings))
         return
-    pending = list(jobs)
-    suspects: set[str] = set()  # cases in flight when a worker died once already
     # spawn: a forked child would inherit torch's thread pools mid-state.
     context = multiprocessing.get_context("spawn")
-    while pending:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_share_cores, initargs=(workers,)) as pool:
-            futures = {pool.submit(process_case, job, settings): job for job in pending}
-            pending = []
-            while futures:
-                done, _ = wait(futures, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job = futures.pop(future)
-                    try:
-                        on_result(future.result())
-                    except BrokenProcessPool:
-                        # Which case killed the worker is unknown: each in-flight case gets one more try.
-                        if job.case_dir in suspects:
-                            on_result(_died(job, "twice"))
-                        else:
-                            suspects.add(job.case_dir)
-                            pending.append(job)
+    rounds = [(list(jobs), workers)]
+    idle_deaths = 0
+    while rounds:
+        batch, size = rounds.pop(0)
+        unfinished, in_flight = _pool_round(batch, settings, size, context, on_result)
+        if not unfinished:
+            continue
+        if not in_flight:
+            # A worker died between cases; twice in a row means workers cannot even start.
+            idle_deaths += 1
+            if idle_deaths > 1:
+                for job in unfinished:
+                    on_result(CaseResult(job.case_id, job.case_dir, "error", "worker processes keep dying"))
+                return
+            rounds.insert(0, (unfinished, size))
+            continue
+        idle_deaths = 0
+        rest = [j for j in unfinished if j not in in_flight]
+        if size == 1:
+            # Alone in its worker, the case in flight is the one that killed it.
+            for job in in_flight:
+                on_result(_died(job))
+            rounds[:0] = [(rest, 1)] if rest else []
+        else:
+            # One of the cases in flight killed a worker (a native crash, the OOM killer): each runs
+            # again alone, the others go on in parallel.
+            rounds[:0] = [(in_flight, 1), (rest, workers)] if rest else [(in_flight, 1)]
+
+
+def _pool_round(batch, settings, size, context, on_result) -> tuple[list[CaseJob], list[CaseJob]]:
+    """Run `batch` in a pool of `size`; when a worker dies, the unfinished cases and those of them in flight."""
+    started = context.SimpleQueue()
+    begun: set[str] = set()
+    finished: set[str] = set()
+    broken = False
+    with ProcessPoolExecutor(size, mp_context=context, initializer=_worker_init, initargs=(size, started)) as pool:
+        futures = {pool.submit(_tracked_case, job, settings): job for job in batch}
+        for future in as_completed(futures):
+            while not started.empty():  # drained as it goes: a full pipe would block the workers
+                begun.add(started.get())
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                broken = True
+                continue
+            finished.add(futures[future].case_dir)
+            on_result(result)
+    while not started.empty():
+        begun.add(started.get())
+    if not broken:
+        return [], []
+    unfinished = [j for j in batch if j.case_dir not in finished]
+    return unfinished, [j for j in unfinished if j.case_dir in begun]
 
 
 @ENGINES.register("ray")

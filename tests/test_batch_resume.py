@@ -146,6 +146,38 @@ def test_two_workers_give_the_same_reports_as_one(small_cohort, done_out, settin
     assert decisions(out) == decisions(done_out)
 
 
+def worker_pids() -> list[int]:
+    """Pool workers of this process (spawned through multiprocessing's spawn_main), not its resource tracker."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == os.getpid() and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def test_a_killed_worker_fails_no_case(small_cohort, settings, tmp_path):
+    import threading
+
+    out, results = tmp_path / "out", []
+    runner = threading.Thread(target=lambda: results.extend(run_batch(small_cohort, out, settings, workers=2, progress=False)))
+    runner.start()
+    deadline = time.monotonic() + 300
+    while not list(out.glob(f"*/{FINGERPRINT_FILE}")) and runner.is_alive():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    victims = worker_pids()
+    if victims:  # as the OOM killer would
+        os.kill(victims[0], signal.SIGKILL)
+    runner.join(timeout=600)
+    assert [r.status for r in results] == ["ok"] * N_CASES, [r.error for r in results]
+    assert hidden_leftovers(out) == []
+
+
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed (optional extra: evidencechain[ray])")
 def test_ray_engine_has_the_same_summary_resume_and_errors(small_cohort, done_out, settings, tmp_path):
     cohort = tmp_path / "cohort"
