@@ -18,6 +18,15 @@ from schemas.errors import InputError
 
 DEMO_COHORT = Path("demo_cohort")
 DEMO_OUT = Path("out")
+# Far above a real case (seconds to a few minutes with raw slides); only a hang reaches it.
+DEFAULT_CASE_TIMEOUT_S = 3600.0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -43,9 +52,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _require_checkpoint(settings)
-    result = run_case(Path(args.case_dir), Path(args.out), settings)
+    result = run_case(Path(args.case_dir), Path(args.out), settings, timeout_s=args.case_timeout or None)
     if result.status != "ok":
-        print(f"evchain: error: {result.error}", file=sys.stderr)
+        where = f" (traceback: {result.log})" if result.log else ""
+        print(f"evchain: error: {result.error}{where}", file=sys.stderr)
     else:
         print(f"{result.case_id}: {result.outputs.get('report.json')}")
     return result.exit_code
@@ -57,7 +67,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _require_checkpoint(settings)
-    results = run_batch(Path(args.cohort_dir), Path(args.out), settings, progress=not args.quiet)
+    results = run_batch(
+        Path(args.cohort_dir),
+        Path(args.out),
+        settings,
+        workers=args.workers,
+        engine=args.engine,
+        force=args.force,
+        timeout_s=args.case_timeout or None,
+        address=args.address,
+        progress=not args.quiet,
+    )
     print_summary(results, Path(args.out))
     return exit_code(results)
 
@@ -95,7 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not Path(settings.checkpoint).exists():
         print(f"no checkpoint at {settings.checkpoint}: training the demo fusion model", file=sys.stderr)
         print(demo_training(Path(settings.checkpoint), seed=args.seed).summary(), file=sys.stderr)
-    results = run_batch(cohort, Path(args.out), settings)
+    results = run_batch(cohort, Path(args.out), settings, timeout_s=args.case_timeout or None)
     print_summary(results, Path(args.out))
     return exit_code(results)
 
@@ -121,6 +141,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--knowledge", default="bundled", help="registered knowledge source")
     p.add_argument("--drafting", default="deterministic", help="registered drafting backend")
     p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of report.html")
+    p.add_argument("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT_S,
+                   help="seconds one case may take before it is stopped as an error (0: no limit)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("cohort_dir")
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=_positive_int, default=1, help="cases run in parallel (processes, or Ray CPUs)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="local processes, or Ray tasks")
+    p.add_argument("--address", default=None, help="Ray cluster address for --engine ray (default: a local Ray)")
+    p.add_argument("--force", action="store_true", help="redo cases whose report is up to date")
     _add_run_options(p)
     p.set_defaults(func=cmd_batch)
 

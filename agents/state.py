@@ -13,11 +13,12 @@ from schemas.report import EvidenceChainReport, HistologyEvidence, LocalisedText
 class CaseState(TypedDict, total=False):
     """One case travelling through the graph.
 
-    `case_dir` and `out_dir` come in; every other key is written by exactly one node.
+    `case_dir`, `out_dir` and `fingerprint` come in; every other key is written by exactly one node.
     """
 
     case_dir: str
     out_dir: str
+    fingerprint: dict[str, str]  # runner: input and settings fingerprints, stored beside the report
     inputs: CaseInputs  # load_case
     fusion: FusionOutput  # fusion
     spatial_evidence: list[SpatialEvidence]  # vision_analysis

@@ -26,7 +26,9 @@ def format_summary(results: list[CaseResult]) -> str:
             lines.append(f"{r.case_id:<16} {r.status:<9} {r.error}")
     total = sum(sum(r.timings_s.values()) for r in results)
     ok = sum(r.status == "ok" for r in results)
-    lines.append(f"{ok}/{len(results)} cases reported in {total:.1f} s")
+    reused = sum(r.reused for r in results)
+    kept = f" ({reused} already up to date, kept)" if reused else ""
+    lines.append(f"{ok}/{len(results)} cases reported{kept} in {total:.1f} s")
     return "\n".join(lines)
 
 

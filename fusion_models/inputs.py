@@ -7,7 +7,6 @@ per-modality records live beside their loaders and are re-exported here.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from schemas.common import MODALITIES, Modality
 from schemas.errors import InputError
 from schemas.fusion import ModalityOOD
 from schemas.report import UnusableModality
+from toolkit.case_files import CaseFolder
 
 MANIFEST_FILE = "case.json"
 PATHOLOGY_DIR = "pathology"
@@ -82,20 +82,9 @@ def _validation_error(file: str, exc: pydantic.ValidationError) -> InputError:
     return InputError(file, where, first["msg"])
 
 
-def _read_json(path: Path, rel: str) -> object:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(rel, "file", "not found") from None
-    except OSError as exc:
-        raise InputError(rel, "file", f"cannot read: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(rel, "json", f"invalid JSON: {exc}") from None
-
-
 def load_manifest(case_dir: Path) -> CaseManifest:
     """`case.json` validated against CaseManifest; any problem is an InputError naming the field."""
-    data = _read_json(Path(case_dir) / MANIFEST_FILE, MANIFEST_FILE)
+    data = CaseFolder(case_dir).read_json(MANIFEST_FILE, "manifest")
     try:
         return CaseManifest.model_validate(data)
     except pydantic.ValidationError as exc:
@@ -105,11 +94,11 @@ def load_manifest(case_dir: Path) -> CaseManifest:
 def load_findings(case_dir: Path) -> PathologyFindings | None:
     """`pathology/findings.json`, or None when the case has none."""
     rel = f"{PATHOLOGY_DIR}/{FINDINGS_FILE}"
-    path = Path(case_dir) / rel
-    if not path.is_file():
+    folder = CaseFolder(case_dir)
+    if not folder.exists(rel):
         return None
     try:
-        return PathologyFindings.model_validate(_read_json(path, rel))
+        return PathologyFindings.model_validate(folder.read_json(rel))
     except pydantic.ValidationError as exc:
         raise _validation_error(rel, exc) from None
 
@@ -131,13 +120,19 @@ def load_pathology(
     is present, the slide is embedded instead; the feature file is still reported.
     """
     case_dir = Path(case_dir)
-    folder = case_dir / PATHOLOGY_DIR
     unusable: list[UnusableModality] = []
 
     def record(exc: InputError) -> None:
         unusable.append(UnusableModality(modality="pathology", reason=str(exc), file=exc.file))
 
-    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    folder = CaseFolder(case_dir)
+    try:
+        names = folder.list_dir(PATHOLOGY_DIR) if folder.is_dir(PATHOLOGY_DIR) else []
+    except InputError as exc:
+        record(exc)
+        names = []
+    # Not filtered by is_file: a FIFO or a link out named like a slide is reported, not skipped.
+    files = [case_dir / PATHOLOGY_DIR / name for name in names if name != FINDINGS_FILE]
     features = {p.stem: p for p in files if p.suffix.lower() == FEATURES_SUFFIX}
     slides: dict[str, Path] = {}
     for p in files:

@@ -52,3 +52,10 @@ def demo_reports(demo_cohort, settings, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo_reports")
     results = run_batch(demo_cohort, out, settings, progress=False)
     return out, {r.case_id: r for r in results}
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--property-cases", type=int, default=2000,
+        help="generated case bundles in tests/test_property_cases.py (the slow tier runs 10000)",
+    )

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from agents.cli import main
+from agents.output import LOCKS_DIR
 from agents.runner import BATCH_SUMMARY
 
 CASE = "DEMO-004"  # a case with every modality
@@ -116,8 +117,8 @@ def test_batch_with_bad_cases_finishes_the_others_and_lists_every_case(demo_coho
     assert status[CASE] == ("ok", None)
     assert status["BROKEN-JSON"][0] == "bad_input" and status["BROKEN-JSON"][1].startswith("case.json:")
     assert status["NO-MANIFEST"][0] == "bad_input" and "case.json" in status["NO-MANIFEST"][1]
-    # Nothing half-written: only the good case's folder and the summary, no staging leftovers.
-    assert sorted(p.name for p in out.iterdir()) == [CASE, BATCH_SUMMARY]
+    # Nothing half-written: only the good case's folder, the summary and the per-case locks, no staging leftovers.
+    assert sorted(p.name for p in out.iterdir()) == [LOCKS_DIR, CASE, BATCH_SUMMARY]
 
 
 def test_evchain_entry_point_runs_as_a_process(cohort, settings, tmp_path):

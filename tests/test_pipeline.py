@@ -9,6 +9,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from agents.evidence.risk import SURVIVAL_BANDS
+from agents.output import FINGERPRINT_FILE
 from agents.runner import BATCH_SUMMARY, run_batch
 from schemas.common import CONFIDENCE_ORDER
 from schemas.export import load_schema
@@ -35,7 +36,9 @@ def test_every_demo_case_is_reported_with_all_files(demo_reports, ground_truth):
     validator = Draft202012Validator(load_schema("evidence_chain_report"))
     for case_id in ground_truth:
         folder = out / case_id
-        assert sorted(p.name for p in folder.iterdir()) == ["report.en.md", "report.html", "report.json", "report.zh.md"]
+        assert sorted(p.name for p in folder.iterdir()) == [
+            FINGERPRINT_FILE, "report.en.md", "report.html", "report.json", "report.zh.md"
+        ]
         validator.validate(json.loads((folder / "report.json").read_text()))
     summary = json.loads((out / BATCH_SUMMARY).read_text())
     assert summary["n_ok"] == len(ground_truth) and summary["n_failed"] == 0

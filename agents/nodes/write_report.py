@@ -13,7 +13,7 @@ from langgraph.runtime import Runtime
 
 from agents.context import Settings
 from agents.narrative import build_narrative
-from agents.output import validate_report, write_case_folder
+from agents.output import FINGERPRINT_FILE, validate_report, write_case_folder
 from agents.render import render_html, render_markdown
 from agents.state import CaseState
 
@@ -30,5 +30,8 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         "report.zh.md": render_markdown(report, "zh"),
         "report.html": render_html(report, runtime.context.lang),
     }
+    if "fingerprint" in state:
+        # In the same atomic step as the report, so a resumed batch never trusts a report it did not finish.
+        files[FINGERPRINT_FILE] = json.dumps(state["fingerprint"], indent=2) + "\n"
     outputs = write_case_folder(Path(state["out_dir"]), report.case_id, files)
     return {"report": report, "outputs": outputs}

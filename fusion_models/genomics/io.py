@@ -8,7 +8,6 @@ would be most of the load time.
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import pandas as pd
 
 from schemas.errors import InputError
 from schemas.report import UnusableModality
+from toolkit.case_files import CaseFolder, excerpt
 
 GENOMICS_DIR = "genomics"
 FILES = {"expression": "expression.tsv", "mutations": "mutations.tsv", "cnv": "cnv.tsv", "meta": "meta.json"}
@@ -54,19 +54,16 @@ class Table:
         return self.lines[row]
 
 
-def read_table(path: Path, rel: str, required: tuple[str, ...]) -> Table:
+def read_table(folder: CaseFolder, rel: str, required: tuple[str, ...]) -> Table:
     """Tab-separated file with the required columns (header names compared case-insensitively)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(rel, "tsv", f"not UTF-8 text: {exc}") from None
+    text = folder.read_text(rel, "tsv", encoding="utf-8-sig")
     numbered = [(n, line.split("\t")) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
     if not numbered:
         raise InputError(rel, "tsv", "empty file")
     header = [name.strip().lower() for name in numbered[0][1]]
     for name in required:
         if name not in header:
-            raise InputError(rel, name, f"missing column; found {', '.join(header)}")
+            raise InputError(rel, name, f"missing column; found {excerpt(', '.join(header))}")
     body = numbered[1:]
     for n, row in body:
         if len(row) > len(header):
@@ -98,7 +95,7 @@ def numbers(table: Table, column: str, genes: list[str], *, allow_empty: bool) -
             values[i] = np.nan
         if not math.isfinite(values[i]):
             raise InputError(
-                table.rel, column, f"non-numeric value {text!r} for gene {genes[i]} (line {table.line(i)})"
+                table.rel, column, f"non-numeric value '{excerpt(text)}' for gene {excerpt(genes[i])} (line {table.line(i)})"
             )
     return values
 
@@ -112,7 +109,8 @@ def by_gene(table: Table, genes: list[str], values: np.ndarray) -> pd.Series:
 
 def split_unknown(expression: pd.Series, known_genes: set[str], rel: str) -> tuple[pd.Series, list[str]]:
     """Drop symbols the knowledge base does not know; a majority of them means the wrong identifiers."""
-    known = expression.index.isin(known_genes)  # upper-case symbols, see KnowledgeBase.symbol_lookup
+    # Set lookups per symbol: Index.isin would copy the whole (~20k-symbol) set into an array for every case.
+    known = np.fromiter((g in known_genes for g in expression.index), dtype=bool, count=len(expression))
     unknown = expression.index[~known].tolist()
     if len(unknown) * 2 > len(expression):
         raise InputError(
@@ -124,9 +122,11 @@ def split_unknown(expression: pd.Series, known_genes: set[str], rel: str) -> tup
     return expression[known], unknown
 
 
-def read_expression(path: Path, rel: str, known_genes: set[str] | None = None) -> tuple[pd.Series, list[str]]:
+def read_expression(
+    folder: CaseFolder, rel: str, known_genes: set[str] | None = None
+) -> tuple[pd.Series, list[str]]:
     """Expression by gene, and the symbols dropped because the knowledge base does not know them."""
-    table = read_table(path, rel, ("gene", "value"))
+    table = read_table(folder, rel, ("gene", "value"))
     genes = gene_symbols(table)
     expression = by_gene(table, genes, numbers(table, "value", genes, allow_empty=False))
     if known_genes is None:
@@ -134,8 +134,8 @@ def read_expression(path: Path, rel: str, known_genes: set[str] | None = None) -
     return split_unknown(expression, known_genes, rel)
 
 
-def read_cnv(path: Path, rel: str) -> pd.Series:
-    table = read_table(path, rel, ("gene", "value"))
+def read_cnv(folder: CaseFolder, rel: str) -> pd.Series:
+    table = read_table(folder, rel, ("gene", "value"))
     genes = gene_symbols(table)
     cnv = by_gene(table, genes, numbers(table, "value", genes, allow_empty=False))
     lo, hi = GISTIC_RANGE
@@ -146,8 +146,8 @@ def read_cnv(path: Path, rel: str) -> pd.Series:
     return cnv
 
 
-def read_mutations(path: Path, rel: str) -> pd.DataFrame:
-    table = read_table(path, rel, ("gene", "variant", "vaf"))
+def read_mutations(folder: CaseFolder, rel: str) -> pd.DataFrame:
+    table = read_table(folder, rel, ("gene", "variant", "vaf"))
     genes = gene_symbols(table)
     variants = table.columns["variant"]
     if "" in variants:
@@ -162,16 +162,13 @@ def read_mutations(path: Path, rel: str) -> pd.DataFrame:
     return pd.DataFrame({"gene": genes, "variant": variants, "vaf": vaf})
 
 
-def read_expression_scale(path: Path, rel: str) -> str:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(rel, "json", f"invalid JSON: {exc}") from None
+def read_expression_scale(folder: CaseFolder, rel: str) -> str:
+    meta = folder.read_json(rel)
     if not isinstance(meta, dict):
         raise InputError(rel, "json", "expected a JSON object")
     scale = meta.get("expression_scale", DEFAULT_EXPRESSION_SCALE)
     if not isinstance(scale, str) or not scale.strip():
-        raise InputError(rel, "expression_scale", f"expected a non-empty string, got {scale!r}")
+        raise InputError(rel, "expression_scale", f"expected a non-empty string, got {excerpt(scale)}")
     return scale.strip()
 
 
@@ -179,17 +176,20 @@ def load_genomics(
     case_dir: Path, *, known_genes: set[str] | None = None
 ) -> tuple[GenomicsInput | None, list[UnusableModality]]:
     """Read `genomics/`; None when no expression, mutation or copy-number file could be used."""
-    case_dir = Path(case_dir)
-    present = {
-        role: f"{GENOMICS_DIR}/{name}" for role, name in FILES.items() if (case_dir / GENOMICS_DIR / name).is_file()
-    }
+    folder = CaseFolder(case_dir)
     unusable: list[UnusableModality] = []
+    try:
+        # Not filtered by is_file: a FIFO or a link out named like an input is reported, not skipped.
+        names = set(folder.list_dir(GENOMICS_DIR)) if folder.is_dir(GENOMICS_DIR) else set()
+        present = {role: f"{GENOMICS_DIR}/{name}" for role, name in FILES.items() if name in names}
+    except InputError as exc:
+        return None, [UnusableModality(modality="genomics", reason=str(exc), file=exc.file)]
 
-    def attempt(role: str, reader: Callable[[Path, str], T]) -> T | None:
+    def attempt(role: str, reader: Callable[[CaseFolder, str], T]) -> T | None:
         if role not in present:
             return None
         try:
-            return reader(case_dir / present[role], present[role])
+            return reader(folder, present[role])
         except InputError as exc:
             unusable.append(UnusableModality(modality="genomics", reason=str(exc), file=exc.file))
             return None
@@ -201,7 +201,7 @@ def load_genomics(
         reason = InputError(present["expression"], "value", f"scale unknown because {present['meta']} is unusable")
         unusable.append(UnusableModality(modality="genomics", reason=str(reason), file=present["expression"]))
     elif scale is not None:
-        expression = attempt("expression", lambda path, rel: read_expression(path, rel, known_genes))
+        expression = attempt("expression", lambda folder, rel: read_expression(folder, rel, known_genes))
     mutations = attempt("mutations", read_mutations)
     cnv = attempt("cnv", read_cnv)
     if expression is None and mutations is None and cnv is None:

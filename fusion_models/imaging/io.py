@@ -17,6 +17,7 @@ from fusion_models.imaging.habitats import LESION_LABELS, HabitatStat, habitat_s
 from schemas.case import CaseManifest
 from schemas.errors import InputError
 from schemas.report import UnusableModality
+from toolkit.case_files import CaseFolder, checked_file
 
 IMAGING_DIR = "imaging"
 MASK_FILE = "lesion_mask.nii.gz"
@@ -48,9 +49,9 @@ class ImagingTimepoint:
 
 def load_nifti(path: Path, case_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """3-D array (scaling applied) and 4x4 affine; unreadable or non-3-D files raise InputError."""
-    rel = Path(path).relative_to(case_dir).as_posix()
+    real, rel = checked_file(path, case_dir, "nifti")
     try:
-        image = nib.load(path)
+        image = nib.load(real)
         data = np.asanyarray(image.dataobj)
     except _NIFTI_ERRORS as exc:
         raise InputError(rel, "nifti", f"cannot read NIfTI: {exc}") from None
@@ -106,8 +107,13 @@ def load_timepoint(
     mask: np.ndarray | None = None
     mni152 = False
     grid: tuple[tuple[int, ...], np.ndarray] | None = None  # shape and affine every file must share
+    files_of = CaseFolder(case_dir)
     mask_rel = (folder / MASK_FILE).relative_to(case_dir).as_posix()
-    if (folder / MASK_FILE).is_file():
+    try:
+        names = files_of.list_dir(folder.relative_to(case_dir).as_posix())
+    except InputError as exc:
+        return None, [_unusable(exc)]
+    if MASK_FILE in names:
         try:
             data, affine = load_nifti(folder / MASK_FILE, case_dir)
             mask = check_labels(data, mask_rel)
@@ -118,7 +124,8 @@ def load_timepoint(
     else:
         unusable.append(_unusable(InputError(mask_rel, "file", "no lesion mask; habitat evidence needs one")))
     sequences: dict[str, np.ndarray] = {}
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.name != MASK_FILE):
+    # Not filtered by is_file: a FIFO or a link out named like a sequence is reported, not skipped.
+    for path in (folder / name for name in names if name != MASK_FILE):
         role = nifti_role(path)
         if role is None:
             continue
@@ -151,10 +158,11 @@ def timepoint_folders(case_dir: Path, manifest: CaseManifest) -> list[tuple[str,
     """Time points in manifest order (oldest first); without any listed, the sorted sub-folders of imaging/."""
     if manifest.timepoints:
         return [(t, None) if isinstance(t, str) else (t.name, t.date) for t in manifest.timepoints]
-    root = case_dir / IMAGING_DIR
-    if not root.is_dir():
+    files = CaseFolder(case_dir)
+    if not files.is_dir(IMAGING_DIR):
         return []
-    return [(p.name, None) for p in sorted(root.iterdir()) if p.is_dir()]
+    names = files.list_dir(IMAGING_DIR)
+    return [(name, None) for name in names if files.is_dir(f"{IMAGING_DIR}/{name}")]
 
 
 def load_imaging(case_dir: Path, manifest: CaseManifest) -> tuple[list[ImagingTimepoint], list[UnusableModality]]:
@@ -162,9 +170,19 @@ def load_imaging(case_dir: Path, manifest: CaseManifest) -> tuple[list[ImagingTi
     case_dir = Path(case_dir)
     timepoints: list[ImagingTimepoint] = []
     unusable: list[UnusableModality] = []
-    for name, date in timepoint_folders(case_dir, manifest):
+    files = CaseFolder(case_dir)
+    try:
+        listed = timepoint_folders(case_dir, manifest)
+    except InputError as exc:
+        return [], [_unusable(exc)]
+    for name, date in listed:
         folder = case_dir / IMAGING_DIR / name
-        if not folder.is_dir():
+        try:
+            is_folder = files.is_dir(f"{IMAGING_DIR}/{name}")
+        except InputError as exc:
+            unusable.append(_unusable(exc))
+            continue
+        if not is_folder:
             missing = InputError(f"{IMAGING_DIR}/{name}", "folder", "time point listed in case.json is not there")
             unusable.append(_unusable(missing))
             continue

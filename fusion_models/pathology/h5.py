@@ -15,6 +15,7 @@ import numpy as np
 
 from schemas.errors import InputError
 from toolkit.atomic import atomic_path
+from toolkit.case_files import checked_file
 
 
 @dataclass
@@ -79,9 +80,9 @@ def read_patch_features(
     size-mismatch message and rejects files written by another encoder: features of
     two encoders are not interchangeable even when their sizes agree.
     """
-    rel = relative_name(path, case_dir)
+    real, rel = checked_file(path, case_dir, "hdf5")
     try:
-        h5 = h5py.File(path, "r")
+        h5 = h5py.File(real, "r")
     except OSError as exc:
         raise InputError(rel, "hdf5", f"cannot read HDF5: {exc}") from None
     with h5:

@@ -10,9 +10,9 @@ import tiffslide
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-from fusion_models.pathology.h5 import relative_name
 from schemas.errors import InputError
 from toolkit.atomic import atomic_path
+from toolkit.case_files import checked_file
 
 # Thumbnail pixels per grid-cell side: enough to measure a cell's tissue fraction in steps of 1/64.
 THUMB_PX_PER_CELL = 8
@@ -25,7 +25,8 @@ SATURATION_FLOOR = 0.02
 SATURATION_CEILING = 0.05
 # Conventional objective/pixel-size pairing (40x ~ 0.25 um/px) for slides that record only mpp.
 MICRONS_AT_1X = 10.0
-_READ_ERRORS = (OSError, ValueError, KeyError, IndexError, tifffile.TiffFileError)
+# Codec failures on a damaged or cut-off slide (imagecodecs' DeflateError, JpegError...) are RuntimeErrors.
+_READ_ERRORS = (OSError, ValueError, KeyError, IndexError, RuntimeError, tifffile.TiffFileError)
 
 
 def saturation(rgb: np.ndarray) -> np.ndarray:
@@ -93,9 +94,9 @@ def tile_slide(
     Grid cells whose tissue fraction on a thumbnail reaches `tissue_threshold` are
     read; beyond `max_tiles` an evenly spaced subset is kept (deterministic).
     """
-    rel = relative_name(path, case_dir)
+    real, rel = checked_file(path, case_dir, "slide")
     try:
-        with tiffslide.TiffSlide(path) as slide:
+        with tiffslide.TiffSlide(real) as slide:
             size = slide.dimensions
             thumb_side = min(MAX_THUMB_SIDE, max(size) // patch_size * THUMB_PX_PER_CELL, max(size))
             thumbnail = np.asarray(slide.get_thumbnail((max(thumb_side, 1),) * 2).convert("RGB"))
