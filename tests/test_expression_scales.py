@@ -13,7 +13,6 @@ import shutil
 import numpy as np
 import pytest
 
-from agents.graph import build_graph
 from agents.runner import run_case
 from schemas.report import EvidenceChainReport
 
@@ -42,7 +41,6 @@ def reports(demo_cohort, settings, tmp_path_factory) -> dict[str, EvidenceChainR
         "log2_without_meta": (as_log2_tpm(z), None),
         "raw_counts": (as_raw_counts(z), {"expression_scale": "raw_counts"}),
     }
-    graph = build_graph()
     out = {}
     for name, (values, meta) in variants.items():
         case = root / name / CASE
@@ -52,7 +50,7 @@ def reports(demo_cohort, settings, tmp_path_factory) -> dict[str, EvidenceChainR
         (case / "genomics" / "meta.json").unlink()
         if meta is not None:
             (case / "genomics" / "meta.json").write_text(json.dumps(meta))
-        result = run_case(case, root / name / "out", settings, graph)
+        result = run_case(case, root / name / "out", settings)
         assert result.status == "ok", result.error
         out[name] = EvidenceChainReport.model_validate_json((root / name / "out" / CASE / "report.json").read_text())
     return out

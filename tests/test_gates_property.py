@@ -21,18 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 from jsonschema import Draft202012Validator
 
-from agents.graph import build_graph
 from agents.runner import run_case
 from schemas.export import load_schema
 from schemas.report import EvidenceChainReport
 
 CASE = "DEMO-004"  # every modality
 ONE_LINE_ERROR = re.compile(r"^[^\n:]+: [^\n:]+: [^\n]+$")
-
-
-@pytest.fixture(scope="module")
-def graph():
-    return build_graph()
 
 
 @pytest.fixture(scope="module")
@@ -171,14 +165,14 @@ bundles = st.lists(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(bundle=bundles, seed=st.integers(0, 2**16))
-def test_perturbed_bundles_give_a_valid_report_or_a_one_line_error(demo_cohort, settings, graph, report_schema, bundle, seed):
+def test_perturbed_bundles_give_a_valid_report_or_a_one_line_error(demo_cohort, settings, report_schema, bundle, seed):
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as tmp:
         case = Path(tmp) / "cases" / CASE
         shutil.copytree(demo_cohort / "cases" / CASE, case)
         for name, strength in bundle:
             PERTURBATIONS[name](case, rng, strength)
-        result = run_case(case, Path(tmp) / "out", settings, graph)
+        result = run_case(case, Path(tmp) / "out", settings)
         assert result.status in ("ok", "bad_input"), result.error  # "error" is a traceback
         if result.status == "bad_input":
             assert ONE_LINE_ERROR.match(result.error), result.error

@@ -16,7 +16,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from agents.graph import build_graph
 from agents.runner import run_case
 from fusion_models.pathology.slides import write_pyramidal_tiff
 from knowledge.sources import load_knowledge
@@ -26,21 +25,16 @@ FULL_CASE = "DEMO-004"  # every modality: imaging T0, patch features, findings, 
 SLIDE_CASE = "DEMO-006"  # a whole-slide image instead of patch features
 
 
-@pytest.fixture(scope="module")
-def graph():
-    return build_graph()
-
-
 def copy_case(demo_cohort: Path, case_id: str, tmp_path: Path) -> Path:
     target = tmp_path / "cases" / case_id
     shutil.copytree(demo_cohort / "cases" / case_id, target)
     return target
 
 
-def run(case_dir: Path, settings, graph, tmp_path: Path):
+def run(case_dir: Path, settings, tmp_path: Path):
     """(CaseResult, report or None)."""
     out = tmp_path / "out"
-    result = run_case(case_dir, out, settings, graph)
+    result = run_case(case_dir, out, settings)
     path = out / result.case_id / "report.json"
     report = EvidenceChainReport.model_validate_json(path.read_text()) if result.status == "ok" else None
     return result, report
@@ -106,32 +100,32 @@ def write_expression(case_dir: Path, values, genes, meta: dict | None) -> None:
         ("times 1e30", lambda f: f * np.float32(1e30), "absurd magnitude"),
     ],
 )
-def test_patch_features_that_are_not_embeddings_are_unusable(demo_cohort, settings, graph, tmp_path, name, transform, field):
+def test_patch_features_that_are_not_embeddings_are_unusable(demo_cohort, settings, tmp_path, name, transform, field):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     (h5_path,) = (case / "pathology").glob("*.h5")
     rewrite_h5(h5_path, features=transform)
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_unusable(report, "pathology", f"{h5_path.name}: features:", field)
     assert not [h for h in report.histology_evidence if h.origin == "patch_attention"]
 
 
-def test_gaussian_noise_patch_features_are_out_of_distribution(demo_cohort, settings, graph, tmp_path):
+def test_gaussian_noise_patch_features_are_out_of_distribution(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     (h5_path,) = (case / "pathology").glob("*.h5")
     rewrite_h5(h5_path, features=lambda f: np.random.default_rng(0).normal(size=f.shape).astype(np.float32))
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_out_of_distribution(report, "pathology", "median patch RMS")
 
 
-def test_random_noise_slide_is_unusable_or_out_of_distribution(demo_cohort, settings, graph, tmp_path):
+def test_random_noise_slide_is_unusable_or_out_of_distribution(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, SLIDE_CASE, tmp_path)
     (slide,) = (case / "pathology").glob("*.tif")
     noise = np.random.default_rng(0).integers(0, 256, size=(1024, 1024, 3), dtype=np.uint8)
     slide.unlink()
     write_pyramidal_tiff(slide, noise, mpp=0.5)
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     unusable = [u for u in report.modalities.unusable if u.modality == "pathology" and slide.name in u.reason]
     if unusable:
@@ -140,22 +134,22 @@ def test_random_noise_slide_is_unusable_or_out_of_distribution(demo_cohort, sett
         assert_out_of_distribution(report, "pathology", slide.name)
 
 
-def test_nan_patch_coordinates_are_a_named_error_not_a_huge_bounding_box(demo_cohort, settings, graph, tmp_path):
+def test_nan_patch_coordinates_are_a_named_error_not_a_huge_bounding_box(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     (h5_path,) = (case / "pathology").glob("*.h5")
     rewrite_h5(h5_path, coords=lambda c: np.where(np.arange(len(c))[:, None] == 0, np.nan, c.astype(np.float64)))
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_unusable(report, "pathology", f"{h5_path.name}: coords:", "NaN")
     assert "-9223372036854775808" not in report.model_dump_json()
 
 
-def test_who_grade_true_is_not_grade_one(demo_cohort, settings, graph, tmp_path):
+def test_who_grade_true_is_not_grade_one(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     findings_path = case / "pathology" / "findings.json"
     findings = json.loads(findings_path.read_text()) | {"who_grade": True}
     findings_path.write_text(json.dumps(findings))
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_unusable(report, "pathology", "pathology/findings.json: who_grade:")
     assert not [h for h in report.histology_evidence if h.origin == "pathologist_findings"]
@@ -164,7 +158,7 @@ def test_who_grade_true_is_not_grade_one(demo_cohort, settings, graph, tmp_path)
 # ---- imaging --------------------------------------------------------------------------------------
 
 
-def test_nan_and_inf_voxels_in_t1c_make_that_sequence_unusable(demo_cohort, settings, graph, tmp_path):
+def test_nan_and_inf_voxels_in_t1c_make_that_sequence_unusable(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
 
     def poison(a):
@@ -174,46 +168,46 @@ def test_nan_and_inf_voxels_in_t1c_make_that_sequence_unusable(demo_cohort, sett
         return a
 
     rewrite_nifti(case / "imaging" / "T0" / "t1c.nii.gz", data=poison)
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_unusable(report, "imaging", "imaging/T0/t1c.nii.gz: voxels:", "20 of")
     assert "imaging/T0/t1c.nii.gz" not in report.provenance.inputs
 
 
-def test_all_zero_lesion_mask_is_unusable_not_a_confident_report(demo_cohort, settings, graph, tmp_path):
+def test_all_zero_lesion_mask_is_unusable_not_a_confident_report(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     rewrite_nifti(case / "imaging" / "T0" / "lesion_mask.nii.gz", data=np.zeros_like)
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_unusable(report, "imaging", "imaging/T0/lesion_mask.nii.gz: labels:", "no lesion voxel")
     assert report.spatial_evidence == []
 
 
-def test_whole_volume_mask_is_unusable(demo_cohort, settings, graph, tmp_path):
+def test_whole_volume_mask_is_unusable(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     rewrite_nifti(case / "imaging" / "T0" / "lesion_mask.nii.gz", data=lambda a: np.full_like(a, 2))
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_unusable(report, "imaging", "lesion_mask.nii.gz: labels: lesion volume", "cerebral hemisphere")
     assert report.spatial_evidence == []
 
 
-def test_100_mm_voxels_make_the_time_point_unusable(demo_cohort, settings, graph, tmp_path):
+def test_100_mm_voxels_make_the_time_point_unusable(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     affine = np.diag([100.0, 100.0, 100.0, 1.0])
     for path in (case / "imaging" / "T0").glob("*.nii.gz"):
         rewrite_nifti(path, affine=affine)
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_unusable(report, "imaging", "imaging/T0/lesion_mask.nii.gz: affine: voxel size 100 x 100 x 100 mm")
     assert report.spatial_evidence == []
 
 
-def test_a_time_point_listed_twice_invents_no_growth(demo_cohort, settings, graph, tmp_path):
+def test_a_time_point_listed_twice_invents_no_growth(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     manifest = json.loads((case / "case.json").read_text()) | {"timepoints": ["T0", "T0"]}
     (case / "case.json").write_text(json.dumps(manifest))
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_unusable(report, "imaging", "case.json: timepoints: 'T0' listed more than once")
     assert not [s for s in report.spatial_evidence if s.unit_level == "longitudinal"]
@@ -222,30 +216,30 @@ def test_a_time_point_listed_twice_invents_no_growth(demo_cohort, settings, grap
 # ---- clinical and case ----------------------------------------------------------------------------
 
 
-def test_age_band_240_260_is_unusable(demo_cohort, settings, graph, tmp_path):
+def test_age_band_240_260_is_unusable(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     manifest = json.loads((case / "case.json").read_text()) | {"age_band": "240-260"}
     (case / "case.json").write_text(json.dumps(manifest))
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_unusable(report, "clinical", "case.json: age_band: '240-260'")
 
 
-def test_another_cancer_type_is_refused_naming_the_field(demo_cohort, settings, graph, tmp_path):
+def test_another_cancer_type_is_refused_naming_the_field(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     manifest = json.loads((case / "case.json").read_text()) | {"cancer_type": "breast carcinoma"}
     (case / "case.json").write_text(json.dumps(manifest))
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.exit_code == 2 and report is None
     assert result.error.startswith("case.json: cancer_type: 'breast carcinoma' is not a cancer type glioma_demo")
 
 
-def test_another_cancer_type_can_be_reported_without_conclusions(demo_cohort, settings, graph, tmp_path):
+def test_another_cancer_type_can_be_reported_without_conclusions(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     manifest = json.loads((case / "case.json").read_text()) | {"cancer_type": "breast carcinoma"}
     (case / "case.json").write_text(json.dumps(manifest))
     reporting = settings.model_copy(update={"other_cancer_type": "report_without_conclusions"})
-    result, report = run(case, reporting, graph, tmp_path)
+    result, report = run(case, reporting, tmp_path)
     assert result.status == "ok"
     assert report.conclusions == []
     (flag,) = flags_of(report, "out_of_distribution", "clinical")
@@ -272,11 +266,11 @@ def twenty_thousand_raw_counts(case_dir: Path) -> tuple[list[str], np.ndarray]:
         ({"expression_scale": "raw_counts"}, "converted"),
     ],
 )
-def test_twenty_thousand_raw_counts(demo_cohort, settings, graph, tmp_path, meta, outcome):
+def test_twenty_thousand_raw_counts(demo_cohort, settings, tmp_path, meta, outcome):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     genes, counts = twenty_thousand_raw_counts(case)
     write_expression(case, counts, genes, meta)
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     if outcome == "unusable":
         assert_unusable(report, "genomics", "genomics/meta.json: expression_scale: says 'zscore'", "raw counts")
@@ -287,10 +281,10 @@ def test_twenty_thousand_raw_counts(demo_cohort, settings, graph, tmp_path, meta
         assert_out_of_distribution(report, "genomics", "standardised within the sample")
 
 
-def test_unknown_expression_scale_is_one_line_naming_the_field(demo_cohort, settings, graph, tmp_path):
+def test_unknown_expression_scale_is_one_line_naming_the_field(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
     (case / "genomics" / "meta.json").write_text(json.dumps({"expression_scale": "banana"}))
-    result, report = run(case, settings, graph, tmp_path)
+    result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     (reason,) = [u.reason for u in report.modalities.unusable]
     assert reason.startswith("genomics/meta.json: expression_scale: unknown scale 'banana'") and "\n" not in reason
