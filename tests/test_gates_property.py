@@ -14,14 +14,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import h5py
-import nibabel as nib
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 from jsonschema import Draft202012Validator
 
 from agents.runner import run_case
+from bundles import rewrite_h5, rewrite_nifti
 from schemas.export import load_schema
 from schemas.report import EvidenceChainReport
 
@@ -41,50 +40,30 @@ def _h5(case: Path) -> Path:
     return next((case / "pathology").glob("*.h5"))
 
 
-def _rewrite_h5(case: Path, features=None, coords=None) -> None:
-    path = _h5(case)
-    with h5py.File(path, "r") as f:
-        old_f, old_c, attrs = f["features"][:], f["coords"][:], dict(f.attrs)
-    path.unlink()
-    with h5py.File(path, "w") as f:
-        f["features"] = old_f if features is None else features(old_f)
-        f["coords"] = old_c if coords is None else coords(old_c)
-        f.attrs.update(attrs)
-
-
-def _rewrite_nifti(path: Path, data=None, affine=None) -> None:
-    image = nib.load(path)
-    array = np.asanyarray(image.dataobj)
-    new = np.asarray(array if data is None else data(array))
-    header = image.header.copy()
-    header.set_data_dtype(new.dtype)
-    nib.save(nib.Nifti1Image(new, image.affine if affine is None else affine, header), path)
-
-
 def _json(path: Path, **changes) -> None:
     path.write_text(json.dumps(json.loads(path.read_text()) | changes))
 
 
 def scale_patch_features(case, rng, strength):
-    _rewrite_h5(case, features=lambda f: (f * np.float32(10.0 ** (strength * 30))).astype(np.float32))
+    rewrite_h5(_h5(case), features=lambda f: (f * np.float32(10.0 ** (strength * 30))).astype(np.float32))
 
 
 def noise_patch_features(case, rng, strength):
-    _rewrite_h5(case, features=lambda f: rng.normal(scale=1 + 9 * strength, size=f.shape).astype(np.float32))
+    rewrite_h5(_h5(case), features=lambda f: rng.normal(scale=1 + 9 * strength, size=f.shape).astype(np.float32))
 
 
 def constant_patch_features(case, rng, strength):
-    _rewrite_h5(case, features=lambda f: np.full_like(f, strength))
+    rewrite_h5(_h5(case), features=lambda f: np.full_like(f, strength))
 
 
 def nan_patch_coords(case, rng, strength):
-    _rewrite_h5(case, coords=lambda c: np.where(rng.random(c.shape) < strength, np.nan, c.astype(np.float64)))
+    rewrite_h5(_h5(case), coords=lambda c: np.where(rng.random(c.shape) < strength, np.nan, c.astype(np.float64)))
 
 
 def scale_voxels(case, rng, strength):
     affine = np.diag([*(10.0 ** (4 * strength - 2),) * 3, 1.0])  # 0.01 .. 100 mm
     for path in (case / "imaging" / "T0").glob("*.nii.gz"):
-        _rewrite_nifti(path, affine=affine)
+        rewrite_nifti(path, affine=affine)
 
 
 def nan_voxels(case, rng, strength):
@@ -93,7 +72,7 @@ def nan_voxels(case, rng, strength):
         a[rng.random(a.shape) < strength / 10] = rng.choice([np.nan, np.inf, -np.inf])
         return a
 
-    _rewrite_nifti(case / "imaging" / "T0" / "t1c.nii.gz", data=poison)
+    rewrite_nifti(case / "imaging" / "T0" / "t1c.nii.gz", data=poison)
 
 
 def relabel_mask(case, rng, strength):
@@ -106,7 +85,7 @@ def relabel_mask(case, rng, strength):
             return np.full_like(a, 2)
         return rng.choice(np.array([0, 1, 2, 4], dtype=a.dtype), size=a.shape)
 
-    _rewrite_nifti(case / "imaging" / "T0" / "lesion_mask.nii.gz", data=relabel)
+    rewrite_nifti(case / "imaging" / "T0" / "lesion_mask.nii.gz", data=relabel)
 
 
 def rescale_expression(case, rng, strength):

@@ -11,12 +11,11 @@ import json
 import shutil
 from pathlib import Path
 
-import h5py
-import nibabel as nib
 import numpy as np
 import pytest
 
 from agents.runner import run_case
+from bundles import rewrite_h5, rewrite_nifti
 from fusion_models.pathology.slides import write_pyramidal_tiff
 from knowledge.sources import load_knowledge
 from schemas.report import EvidenceChainReport
@@ -60,25 +59,6 @@ def assert_out_of_distribution(report: EvidenceChainReport, modality: str, *wher
 
 def assert_no_high_conclusion(report: EvidenceChainReport) -> None:
     assert all(c.confidence != "high" for c in report.conclusions), [(c.task, c.confidence) for c in report.conclusions]
-
-
-def rewrite_h5(path: Path, features=None, coords=None) -> None:
-    with h5py.File(path, "r") as f:
-        old_features, old_coords, attrs = f["features"][:], f["coords"][:], dict(f.attrs)
-    path.unlink()
-    with h5py.File(path, "w") as f:
-        f["features"] = old_features if features is None else features(old_features)
-        f["coords"] = old_coords if coords is None else coords(old_coords)
-        f.attrs.update(attrs)
-
-
-def rewrite_nifti(path: Path, data=None, affine=None) -> None:
-    image = nib.load(path)
-    array = np.asanyarray(image.dataobj)
-    new = np.asarray(array if data is None else data(array))
-    header = image.header.copy()
-    header.set_data_dtype(new.dtype)  # NaN written into an integer file would silently become a number
-    nib.save(nib.Nifti1Image(new, image.affine if affine is None else affine, header), path)
 
 
 def write_expression(case_dir: Path, values, genes, meta: dict | None) -> None:
