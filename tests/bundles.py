@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -26,3 +27,8 @@ def rewrite_nifti(path: Path, data=None, affine=None) -> None:
     header = image.header.copy()
     header.set_data_dtype(new.dtype)  # NaN written into an integer file would silently become a number
     nib.save(nib.Nifti1Image(new, image.affine if affine is None else affine, header), path)
+
+
+def update_json(path: Path, **changes) -> None:
+    """Set top-level fields of a JSON file (case.json, findings.json, meta.json)."""
+    path.write_text(json.dumps(json.loads(path.read_text()) | changes))

@@ -38,6 +38,22 @@ def demo_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def kb():
+    """The bundled pathway knowledge base, loaded once."""
+    from knowledge.sources import load_knowledge
+
+    return load_knowledge("bundled")
+
+
+@pytest.fixture(scope="session")
+def loaded(demo_checkpoint):
+    """The session's demo fusion model, loaded once."""
+    from fusion_models.inference import load_fusion_model
+
+    return load_fusion_model(demo_checkpoint)
+
+
+@pytest.fixture(scope="session")
 def settings(demo_checkpoint, tmp_path_factory):
     from agents.context import Settings
 

@@ -98,20 +98,6 @@ def test_detector_flags_shifted_cases_and_keeps_its_false_alarm_rate():
 
 
 @pytest.fixture(scope="module")
-def kb():
-    from knowledge.sources import load_knowledge
-
-    return load_knowledge("bundled")
-
-
-@pytest.fixture(scope="module")
-def loaded(demo_checkpoint):
-    from fusion_models.inference import load_fusion_model
-
-    return load_fusion_model(demo_checkpoint)
-
-
-@pytest.fixture(scope="module")
 def full_case(demo_cohort):
     """The first demo case with imaging, slides and expression."""
     from fusion_models.encoders import create_encoder

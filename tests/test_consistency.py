@@ -391,28 +391,28 @@ def test_lowering_stops_at_low():
 
 def test_insufficient_evidence_is_low_whatever_the_probability():
     c = conclusion("grade", {"insufficient_evidence": 0.9, "G4": 0.1})
-    adjusted = adjust_confidence(c, [], [])
+    adjusted = adjust_confidence(c, [], [])[0]
     assert adjusted.confidence == "low" and "insufficient_evidence" in adjusted.confidence_basis
 
 
 def test_confidence_is_never_high_when_the_cited_evidence_only_argues_against():
     """The seen case: a G4 at probability 1.00 whose cited evidence all points to a low grade."""
     c = conclusion("grade", {"G2": 0.0, "G3": 0.0, "G4": 1.0}, supporting=(), contradicting=("H1", "H2", "M1"))
-    adjusted = adjust_confidence(c, [], [])
+    adjusted = adjust_confidence(c, [], [])[0]
     assert adjusted.confidence == "low"
     assert "capped at low: the cited evidence only argues against it" in adjusted.confidence_basis
 
 
 def test_more_evidence_against_than_for_caps_at_moderate():
     c = conclusion("grade", G4, supporting=("S2",), contradicting=("H1", "H3"))
-    assert adjust_confidence(c, [], []).confidence == "moderate"
+    assert adjust_confidence(c, [], [])[0].confidence == "moderate"
 
 
 def test_a_prediction_set_of_several_labels_caps_and_one_of_every_label_abstains():
     two = conclusion("grade", G4).model_copy(update={"prediction_set": ["G3", "G4"], "prediction_set_coverage": 0.9})
-    assert adjust_confidence(two, [], []).confidence == "moderate"
+    assert adjust_confidence(two, [], [])[0].confidence == "moderate"
     every = conclusion("grade", G4).model_copy(update={"prediction_set": ["G2", "G3", "G4"], "prediction_set_coverage": 0.9})
-    abstained = adjust_confidence(every, [], [])
+    abstained = adjust_confidence(every, [], [])[0]
     assert (abstained.label, abstained.confidence) == ("insufficient_evidence", "low")
     assert "the 90% prediction set holds every label" in abstained.confidence_basis
     assert "most probable G4" in abstained.confidence_basis
@@ -420,12 +420,12 @@ def test_a_prediction_set_of_several_labels_caps_and_one_of_every_label_abstains
 
 def test_split_evidence_at_a_low_probability_abstains():
     split = conclusion("grade", {"G2": 0.35, "G3": 0.25, "G4": 0.40}, supporting=("S2", "S3"), contradicting=("H1", "H3"))
-    abstained = adjust_confidence(split, [], [])
+    abstained = adjust_confidence(split, [], [])[0]
     assert abstained.label == "insufficient_evidence"
     assert "the cited evidence is split (2 for, 2 against)" in abstained.confidence_basis
     # the same split at a high probability is a capped conclusion, not an abstention
     sure = conclusion("grade", G4, supporting=("S2", "S3"), contradicting=("H1", "H3"))
-    assert adjust_confidence(sure, [], []).label == "G4"
+    assert adjust_confidence(sure, [], [])[0].label == "G4"
 
 
 @pytest.mark.parametrize("how", ["unusable", "ood"])
@@ -452,10 +452,10 @@ def test_codeleted_subtype_is_not_high_without_1p19q_data():
     c = conclusion("molecular_subtype", {"IDHwt": 0.005, "IDHmut-codel": 0.99, "IDHmut-non-codel": 0.005}, ("M1",))
     markers = [Marker(marker="IDH1/2 mutation", status="detected", source="mutation_call"),
                Marker(marker="1p/19q codeletion", status="predicted", source="model")]
-    adjusted = adjust_confidence(c, [], [], (), markers)
+    adjusted = adjust_confidence(c, [], [], (), markers)[0]
     assert adjusted.confidence == "moderate" and "not tested: 1p/19q codeletion" in adjusted.confidence_basis
     tested = [markers[0], Marker(marker="1p/19q codeletion", status="detected", source="copy_number")]
-    assert adjust_confidence(c, [], [], (), tested).confidence == "high"
+    assert adjust_confidence(c, [], [], (), tested)[0].confidence == "high"
 
 
 def test_grade_that_differs_from_the_pathologist_always_flags_pathology():
@@ -508,7 +508,7 @@ def test_diagnosis_that_overrules_the_model_is_not_high(agreement, level):
     dx = Conclusion(task="diagnosis", label=gbm, probability=0.95, class_probabilities={gbm: 0.95, "other": 0.05},
                     confidence="low", confidence_basis="d", modalities_used=["pathology", "genomics"],
                     supporting_evidence=["M1"], diagnosis_layers=layers)
-    assert adjust_confidence(dx, [], []).confidence == level
+    assert adjust_confidence(dx, [], [])[0].confidence == level
 
 
 # ---------------------------------------------------------------- grounding

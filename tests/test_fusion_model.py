@@ -238,18 +238,6 @@ def small_training_set():
     return list(iter_training_cases(12, seed=5, encoder=create_encoder("hed_texture")))
 
 
-@pytest.fixture(scope="module")
-def kb():
-    from knowledge.sources import load_knowledge
-
-    return load_knowledge("bundled")
-
-
-@pytest.fixture(scope="module")
-def loaded(demo_checkpoint):
-    return load_fusion_model(demo_checkpoint)
-
-
 @pytest.mark.slow
 def test_training_is_deterministic(small_training_set, kb, tmp_path):
     first, second = (

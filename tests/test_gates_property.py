@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 from jsonschema import Draft202012Validator
 
 from agents.runner import run_case
-from bundles import rewrite_h5, rewrite_nifti
+from bundles import rewrite_h5, rewrite_nifti, update_json
 from schemas.export import load_schema
 from schemas.report import EvidenceChainReport
 
@@ -38,10 +38,6 @@ def report_schema():
 
 def _h5(case: Path) -> Path:
     return next((case / "pathology").glob("*.h5"))
-
-
-def _json(path: Path, **changes) -> None:
-    path.write_text(json.dumps(json.loads(path.read_text()) | changes))
 
 
 def scale_patch_features(case, rng, strength):
@@ -101,25 +97,25 @@ def rescale_expression(case, rng, strength):
     if choice is None:
         meta.unlink()
     else:
-        _json(meta, expression_scale=choice)
+        update_json(meta, expression_scale=choice)
 
 
 def age_band(case, rng, strength):
     lo = int(strength * 300)
-    _json(case / "case.json", age_band=f"{lo}-{lo + int(rng.integers(-20, 30))}" if lo < 980 else f"{lo}+")
+    update_json(case / "case.json", age_band=f"{lo}-{lo + int(rng.integers(-20, 30))}" if lo < 980 else f"{lo}+")
 
 
 def cancer_type(case, rng, strength):
-    _json(case / "case.json", cancer_type=["breast carcinoma", "Glioblastoma", "melanoma", "adult diffuse glioma"][int(strength * 3.999)])
+    update_json(case / "case.json", cancer_type=["breast carcinoma", "Glioblastoma", "melanoma", "adult diffuse glioma"][int(strength * 3.999)])
 
 
 def repeat_timepoints(case, rng, strength):
-    _json(case / "case.json", timepoints=["T0"] * (2 + int(strength * 3)))
+    update_json(case / "case.json", timepoints=["T0"] * (2 + int(strength * 3)))
 
 
 def who_grade(case, rng, strength):
     value = [True, False, 0, 1, 2, 4, 5, 2.5, "3", None][int(strength * 9.999)]
-    _json(case / "pathology" / "findings.json", who_grade=value)
+    update_json(case / "pathology" / "findings.json", who_grade=value)
 
 
 PERTURBATIONS = {

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from agents.runner import run_case
-from bundles import rewrite_h5, rewrite_nifti
+from bundles import rewrite_h5, rewrite_nifti, update_json
 from fusion_models.pathology.slides import write_pyramidal_tiff
 from knowledge.sources import load_knowledge
 from schemas.report import EvidenceChainReport
@@ -126,9 +126,7 @@ def test_nan_patch_coordinates_are_a_named_error_not_a_huge_bounding_box(demo_co
 
 def test_who_grade_true_is_not_grade_one(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
-    findings_path = case / "pathology" / "findings.json"
-    findings = json.loads(findings_path.read_text()) | {"who_grade": True}
-    findings_path.write_text(json.dumps(findings))
+    update_json(case / "pathology" / "findings.json", who_grade=True)
     result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_unusable(report, "pathology", "pathology/findings.json: who_grade:")
@@ -185,8 +183,7 @@ def test_100_mm_voxels_make_the_time_point_unusable(demo_cohort, settings, tmp_p
 
 def test_a_time_point_listed_twice_invents_no_growth(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
-    manifest = json.loads((case / "case.json").read_text()) | {"timepoints": ["T0", "T0"]}
-    (case / "case.json").write_text(json.dumps(manifest))
+    update_json(case / "case.json", timepoints=["T0", "T0"])
     result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_unusable(report, "imaging", "case.json: timepoints: 'T0' listed more than once")
@@ -198,8 +195,7 @@ def test_a_time_point_listed_twice_invents_no_growth(demo_cohort, settings, tmp_
 
 def test_age_band_240_260_is_unusable(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
-    manifest = json.loads((case / "case.json").read_text()) | {"age_band": "240-260"}
-    (case / "case.json").write_text(json.dumps(manifest))
+    update_json(case / "case.json", age_band="240-260")
     result, report = run(case, settings, tmp_path)
     assert result.status == "ok"
     assert_unusable(report, "clinical", "case.json: age_band: '240-260'")
@@ -207,8 +203,7 @@ def test_age_band_240_260_is_unusable(demo_cohort, settings, tmp_path):
 
 def test_another_cancer_type_is_refused_naming_the_field(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
-    manifest = json.loads((case / "case.json").read_text()) | {"cancer_type": "breast carcinoma"}
-    (case / "case.json").write_text(json.dumps(manifest))
+    update_json(case / "case.json", cancer_type="breast carcinoma")
     result, report = run(case, settings, tmp_path)
     assert result.exit_code == 2 and report is None
     assert result.error.startswith("case.json: cancer_type: 'breast carcinoma' is not a cancer type glioma_demo")
@@ -216,8 +211,7 @@ def test_another_cancer_type_is_refused_naming_the_field(demo_cohort, settings, 
 
 def test_another_cancer_type_can_be_reported_without_conclusions(demo_cohort, settings, tmp_path):
     case = copy_case(demo_cohort, FULL_CASE, tmp_path)
-    manifest = json.loads((case / "case.json").read_text()) | {"cancer_type": "breast carcinoma"}
-    (case / "case.json").write_text(json.dumps(manifest))
+    update_json(case / "case.json", cancer_type="breast carcinoma")
     reporting = settings.model_copy(update={"other_cancer_type": "report_without_conclusions"})
     result, report = run(case, reporting, tmp_path)
     assert result.status == "ok"

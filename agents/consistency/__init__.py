@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agents.consistency import ood  # noqa: F401  (registers the out_of_distribution rule after the others)
-from agents.consistency.confidence import confidence_basis, overall_uncertainty
+from agents.consistency.confidence import adjust_confidence, overall_uncertainty
 from agents.consistency.rules import (
     ConsistencyContext,
     FlagDraft,
@@ -58,19 +58,14 @@ def check_consistency(ctx: ConsistencyContext) -> ConsistencyResult:
     raised = run_rules(ctx)
     compromised = ctx.compromised_modalities()
     decided = {
-        c.task: confidence_basis(c, raised, ctx.modalities.missing, compromised, ctx.markers) for c in ctx.conclusions
+        c.task: adjust_confidence(c, raised, ctx.modalities.missing, compromised, ctx.markers) for c in ctx.conclusions
     }
-    conclusions = [
-        c.model_copy(update={
-            "label": decided[c.task][0], "confidence": decided[c.task][1], "confidence_basis": decided[c.task][2].en,
-        })
-        for c in ctx.conclusions
-    ]
+    conclusions = [conclusion for conclusion, _ in decided.values()]
     flags = [r.flag for r in raised]
     return ConsistencyResult(
         flags=flags,
         conclusions=conclusions,
         uncertainty=overall_uncertainty(ctx.modalities, flags, conclusions),
         flag_texts={r.flag.id: r.text for r in raised},
-        basis_texts={task: text for task, (_, _, text) in decided.items()},
+        basis_texts={task: text for task, (_, text) in decided.items()},
     )

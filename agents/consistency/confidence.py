@@ -166,10 +166,10 @@ def adjust_confidence(
     missing: Collection[str],
     compromised: Collection[str] = (),
     markers: Sequence[Marker] = (),
-) -> Conclusion:
-    """The conclusion after the rule, with its (English) `confidence_basis`."""
+) -> tuple[Conclusion, LocalisedText]:
+    """The conclusion after the rule, with its (English) `confidence_basis`, and that basis in every language."""
     label, level, basis = confidence_basis(conclusion, flags, missing, compromised, markers)
-    return conclusion.model_copy(update={"label": label, "confidence": level, "confidence_basis": basis.en})
+    return conclusion.model_copy(update={"label": label, "confidence": level, "confidence_basis": basis.en}), basis
 
 
 def modality_phrase(modalities: Modalities) -> Phrase:
