@@ -30,13 +30,31 @@ FlagKind = Literal[
     "missing_test",
 ]
 Severity = Literal["info", "warning", "critical"]
-ReviewStatus = Literal["draft", "approved", "rejected"]
+ReviewStatus = Literal["draft", "awaiting_review", "approved", "rejected"]
+JSONValue = str | int | float | bool | list | dict | None
 
 
 class ModelInfo(ContractModel):
     name: str = Field(description="Model or component name (registered name where there is a registry).")
     version: str = Field(description="Version string.")
     weights_sha256: str | None = Field(default=None, description="SHA-256 of the weights file, if any.")
+
+
+class LLMCall(ContractModel):
+    """One structured call to a language model: what was asked of which model, and how it went."""
+
+    agent: str = Field(description="Agent that made the call, e.g. 'drafting'.")
+    backend: str = Field(description="Registered backend name: 'transformers', 'openai', ...")
+    model: str = Field(description="Model folder name or served model name.")
+    prompt_sha256: str = Field(description="SHA-256 of the rendered prompt (system + user messages).")
+    prompt_tokens: int = Field(ge=0, description="Prompt tokens over all attempts.")
+    completion_tokens: int = Field(ge=0, description="Generated tokens over all attempts.")
+    latency_s: float = Field(ge=0, description="Wall time over all attempts, seconds.")
+    retries: int = Field(ge=0, description="Attempts after the first (validation errors fed back, or transport).")
+    outcome: Literal["accepted", "fallback"] = Field(
+        description="accepted: the model's output validated and was used; fallback: the deterministic fill was used."
+    )
+    error: str | None = Field(default=None, description="Why it fell back, in one line.")
 
 
 class Provenance(ContractModel):
@@ -51,6 +69,7 @@ class Provenance(ContractModel):
         default_factory=list,
         description="Conversions the input gates applied, e.g. 'genomics/expression.tsv: log2_tpm -> zscore'.",
     )
+    llm_calls: list[LLMCall] = Field(default_factory=list, description="Every language-model call, in order.")
 
 
 class ClinicalContext(ContractModel):
@@ -102,6 +121,17 @@ class DiagnosisLayers(ContractModel):
     )
 
 
+class ClinicianOverride(ContractModel):
+    """A reviewer's change to a model conclusion, kept beside the model's own value in every rendering."""
+
+    field: Literal["label", "confidence"] = Field(description="Which field the reviewer changed.")
+    model_value: str = Field(description="What the model and rules concluded.")
+    value: str = Field(description="What the reviewer set.")
+    reviewer: str = Field(description="Who.")
+    reason: str = Field(min_length=1, description="Why, in the reviewer's words.")
+    time: dt.datetime = Field(description="UTC time.")
+
+
 class Conclusion(ContractModel):
     task: Task = Field(description="Clinical question.")
     label: str = Field(description="Most probable label, or 'insufficient_evidence'.")
@@ -122,6 +152,9 @@ class Conclusion(ContractModel):
     )
     diagnosis_layers: DiagnosisLayers | None = Field(
         default=None, description="For task 'diagnosis': histology, CNS WHO grade, molecular and integrated layers."
+    )
+    overrides: list[ClinicianOverride] = Field(
+        default_factory=list, description="Reviewer changes to this conclusion, oldest first (empty = as concluded)."
     )
 
     @model_validator(mode="after")
@@ -231,6 +264,12 @@ class MechanismEvidence(ContractModel):
     source: SourceRef = Field(description="Genomics file and genes.")
 
 
+class FlagDismissal(ContractModel):
+    reviewer: str = Field(description="Who dismissed the flag.")
+    reason: str = Field(min_length=1, description="Why it does not apply.")
+    time: dt.datetime = Field(description="UTC time.")
+
+
 class ConsistencyFlag(ContractModel):
     id: str = Field(description="Flag id, unique in the report (F1, F2, ...).")
     kind: FlagKind = Field(description="What kind of problem.")
@@ -239,6 +278,7 @@ class ConsistencyFlag(ContractModel):
     evidence: list[str] = Field(default_factory=list, description="Evidence ids involved.")
     message: str = Field(description="Plain statement of the problem.")
     recommended_action: str = Field(description="What to do about it.")
+    dismissal: FlagDismissal | None = Field(default=None, description="Set when a reviewer dismissed the flag.")
 
 
 class SamplingTarget(ContractModel):
@@ -266,7 +306,10 @@ class LocalisedText(ContractModel):
 class Sentence(ContractModel):
     text: LocalisedText = Field(description="The sentence in each language.")
     evidence: list[str] = Field(description="Evidence ids the sentence rests on.")
-    grounded: bool = Field(default=True, description="False when the claim could not be traced and is marked.")
+    grounded: bool = Field(default=True, description="True only when every claim passed the verifier against its cited evidence.")
+    source: Literal["template", "language_model", "clinician"] = Field(
+        default="template", description="Who wrote it: fixed templates, a language model, or a reviewer."
+    )
 
 
 class NarrativeSection(ContractModel):
@@ -278,14 +321,51 @@ class NarrativeSection(ContractModel):
 class AuditEntry(ContractModel):
     time: dt.datetime = Field(description="UTC time.")
     actor: str = Field(description="Who: 'system' or the reviewer.")
-    action: Literal["drafted", "edited", "approved", "rejected", "commented"] = Field(description="What happened.")
+    action: Literal["drafted", "submitted", "edited", "approved", "rejected", "reopened", "commented"] = Field(
+        description="What happened."
+    )
     detail: str = Field(default="", description="Changed fields or comment.")
+    field: str | None = Field(default=None, description="JSON path of the changed field, e.g. 'conclusions[grade].label'.")
+    before: JSONValue = Field(default=None, description="Value before the change (JSON).")
+    after: JSONValue = Field(default=None, description="Value after the change (JSON).")
+    reason: str | None = Field(default=None, description="The reviewer's reason.")
+    version: int = Field(default=1, ge=1, description="Report version the entry belongs to.")
 
 
 class Review(ContractModel):
-    status: ReviewStatus = Field(description="draft, approved or rejected.")
+    status: ReviewStatus = Field(description="draft, awaiting_review, approved or rejected.")
     reviewer: str | None = Field(default=None, description="Reviewer, once reviewed.")
+    version: int = Field(default=1, ge=1, description="Report version; an approved version is never changed.")
+    supersedes_sha256: str | None = Field(
+        default=None, description="SHA-256 of the approved report.json this version replaces, if any."
+    )
     audit_trail: list[AuditEntry] = Field(default_factory=list, description="Every review action, oldest first.")
+
+
+class GroundingSummary(ContractModel):
+    """What the claim verifier checked in this report's narrative (every language)."""
+
+    sentences_checked: int = Field(ge=0, description="Narrative sentences checked.")
+    claims_checked: int = Field(ge=0, description="Claims extracted and checked against cited evidence.")
+    claims_passed: int = Field(ge=0, description="Claims that passed.")
+    sentences_stripped: int = Field(ge=0, description="Sentences removed or replaced because a claim failed.")
+
+
+FigureKind = Literal[
+    "mri_slices", "mri_longitudinal", "volume_over_time", "slide_heatmap", "molecular_panel",
+    "pathway_activity", "calibration",
+]
+
+
+class Figure(ContractModel):
+    """A picture rendered once per case into the case folder and embedded in report.html."""
+
+    id: str = Field(pattern=r"^FIG[0-9]+$", description="Figure id, unique in the report (FIG1, FIG2, ...).")
+    kind: FigureKind = Field(description="What it shows.")
+    path: str = Field(description="PNG file relative to the case folder, e.g. 'figures/mri_slices.png'.")
+    evidence: list[str] = Field(default_factory=list, description="Evidence ids the figure shows.")
+    caption: LocalisedText = Field(description="Caption citing its evidence ids.")
+    alt: LocalisedText = Field(description="Alt text describing the picture for a screen reader.")
 
 
 class EvidenceChainReport(ContractModel):
@@ -312,6 +392,8 @@ class EvidenceChainReport(ContractModel):
     )
     uncertainty: Uncertainty = Field(description="Overall uncertainty statement.")
     narrative: list[NarrativeSection] = Field(default_factory=list, description="Sentences, each citing evidence ids.")
+    grounding: GroundingSummary | None = Field(default=None, description="Claim verifier counts for the narrative.")
+    figures: list[Figure] = Field(default_factory=list, description="Pictures of the evidence (MRI, slide, panel).")
     review: Review = Field(description="Review status and audit trail.")
 
     def evidence_ids(self) -> set[str]:
@@ -333,6 +415,7 @@ class EvidenceChainReport(ContractModel):
         cited += [(f"consistency_flags[{f.id}]", e) for f in self.consistency_flags for e in f.evidence]
         cited += [(f"sampling_plan[{t.rank}]", e) for t in self.sampling_plan for e in t.evidence]
         cited += [(f"markers[{m.marker}]", e) for m in self.markers for e in m.evidence]
+        cited += [(f"figures[{f.id}]", e) for f in self.figures for e in f.evidence]
         cited += [(f"narrative[{s.key}]", e) for s in self.narrative for sent in s.sentences for e in sent.evidence]
         missing = [f"{where} -> {e}" for where, e in cited if e not in known]
         if missing:
