@@ -7,7 +7,6 @@ the cohort's checked `labels.csv`. Imaging and pathology are absent, hence maske
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from fusion_models.fusion_heads.inputs import HeadCase, Targets, head_case, targets
@@ -20,8 +19,9 @@ from schemas.errors import InputError
 MODALITIES = ("genomics", "clinical")
 
 
-@lru_cache(maxsize=2)
-def _load(root: Path, kb: KnowledgeBase, patch_dim: int) -> tuple[tuple[HeadCase, ...], Targets]:
+def tcga_head_data(root: Path, kb: KnowledgeBase, patch_dim: int = 32) -> tuple[list[HeadCase], Targets]:
+    """All cases of `root/labels.csv` in its order, with their targets."""
+    root = Path(root)
     labels = read_labels(root / LABELS_FILE)
     cases = []
     for case_id in labels.index:
@@ -35,10 +35,4 @@ def _load(root: Path, kb: KnowledgeBase, patch_dim: int) -> tuple[tuple[HeadCase
         {"grade": labels["grade"].tolist(), "molecular_subtype": labels["subtype"].tolist()},
         labels["survival_months"].to_numpy(), labels["event"].to_numpy(),
     )
-    return tuple(cases), y
-
-
-def tcga_head_data(root: Path, kb: KnowledgeBase, patch_dim: int = 32) -> tuple[list[HeadCase], Targets]:
-    """All cases of `root/labels.csv` in its order, with their targets; cached per folder."""
-    cases, y = _load(Path(root).resolve(), kb, patch_dim)
-    return list(cases), y
+    return cases, y
