@@ -106,7 +106,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from agents.runner import run_batch
     from agents.summary import exit_code, print_summary
     from demo.cohort import build_demo_cohort
-    from fusion_models.train import demo_training
+    from demo.training import demo_training
 
     settings = _settings(args)
     cohort = Path(args.cohort)

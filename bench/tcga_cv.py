@@ -118,7 +118,7 @@ def register_neural(full: Cohort) -> None:
         ]
         cases = [(case_inputs(cohort, i), labels[i]) for i in range(len(cohort))]
         path = folder / f"{NEURAL}_{len(list(folder.glob('*.pt')))}.pt"
-        train_fusion_model(NEURAL, cases, path, kb=kb, epochs=100, progress=False)
+        train_fusion_model(config(), cases, path, kb=kb, epochs=100, progress=False)
         return Fitted(path)
 
 

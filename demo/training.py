@@ -144,3 +144,22 @@ def iter_training_cases(
         inputs, patterns = to_case_inputs(case, kept, bank, encoder.name)
         bio = case.bio
         yield inputs, CaseLabels(bio.grade, bio.subtype, bio.survival_months, bio.event, patterns)
+
+
+def demo_training(out: Path, n_cases: int = 300, epochs: int = 60, seed: int = 0, progress: bool = True):
+    """Train `glioma_demo` on the in-memory demo cohort (patches embedded with hed_texture)."""
+    from fusion_models.encoders import create_encoder
+    from fusion_models.registry import fusion_model_config
+    from fusion_models.train import train_fusion_model
+    from knowledge.sources import load_knowledge
+
+    cases = iter_training_cases(n_cases, seed=seed, encoder=create_encoder("hed_texture"))
+    return train_fusion_model(
+        fusion_model_config("glioma_demo"), cases, out, kb=load_knowledge("bundled"), epochs=epochs, seed=seed,
+        progress=progress,
+        data_description=(
+            f"{n_cases} simulated demo glioma cases (seed {seed}): MRI on the MNI152 template, H&E-like tiles "
+            "from scikit-image's real IHC image, genomics and survival from TCGA pan-glioma frequencies; "
+            "random modality dropout."
+        ),
+    )

@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from lifelines.utils import concordance_index
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from fusion_models.calibration import expected_calibration_error, nll, softmax
-from fusion_models.model import FusionModelConfig
 from toolkit.atomic import atomic_write_text
+
+if TYPE_CHECKING:  # the head types (imported by the model) read this module's metrics
+    from fusion_models.model import FusionModelConfig
 
 CARD_FORMAT = "evidencechain.model_card/1"
 LIMITATIONS = (

@@ -127,7 +127,7 @@ class TrainingRecipe:
 
 
 def _train_glioma_demo(out: Path, *, data: Path | None, n_cases: int, epochs: int, seed: int):
-    from fusion_models.train import demo_training
+    from demo.training import demo_training
 
     return demo_training(out, n_cases=n_cases, epochs=epochs, seed=seed)
 

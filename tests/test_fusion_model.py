@@ -241,7 +241,7 @@ def small_training_set():
 @pytest.mark.slow
 def test_training_is_deterministic(small_training_set, kb, tmp_path):
     first, second = (
-        train_fusion_model("glioma_demo", small_training_set, tmp_path / name, kb=kb, epochs=2, seed=7, progress=False)
+        train_fusion_model(fusion_model_config("glioma_demo"), small_training_set, tmp_path / name, kb=kb, epochs=2, seed=7, progress=False)
         for name in ("a.pt", "b.pt")
     )
     a, b = load_fusion_model(first.checkpoint), load_fusion_model(second.checkpoint)
@@ -257,7 +257,7 @@ def test_training_refuses_unknown_labels(small_training_set, kb, tmp_path):
     inputs, labels = small_training_set[0]
     bad = [(inputs, dataclasses.replace(labels, grade="G5")), *small_training_set[1:]]
     with pytest.raises(InputError) as error:
-        train_fusion_model("glioma_demo", bad, tmp_path / "x.pt", kb=kb, epochs=1, progress=False)
+        train_fusion_model(fusion_model_config("glioma_demo"), bad, tmp_path / "x.pt", kb=kb, epochs=1, progress=False)
     assert error.value.field == "labels.grade"
     assert not (tmp_path / "x.pt").exists()
 
