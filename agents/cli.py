@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agents.context import DEFAULT_CHECKPOINT, Settings
+from agents.context import Settings
 from schemas.errors import InputError
 
 DEMO_COHORT = Path("demo_cohort")
@@ -29,9 +29,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _family(model: str):
+    """The registered model family `model`; an unknown name is bad input on --model."""
+    from fusion_models.registry import model_family
+
+    try:
+        return model_family(model)
+    except ValueError as error:
+        raise InputError("--model", "model", str(error)) from None
+
+
 def _settings(args: argparse.Namespace) -> Settings:
+    # Without --checkpoint the checkpoint follows --model: checkpoints/<model>.<its family's suffix>.
+    checkpoint = args.checkpoint or _family(args.model).default_checkpoint()
     return Settings(
-        checkpoint=args.checkpoint,
+        checkpoint=checkpoint,
         fusion_model=args.model,
         lang=getattr(args, "lang", "en"),
         encoder=args.encoder,
@@ -42,9 +54,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _require_checkpoint(settings: Settings) -> None:
-    from fusion_models.checkpoints import checkpoint_format
+    """Fail early, naming the file, before any case runs: a missing or unreadable checkpoint, or another model's."""
+    from fusion_models.checkpoints import check_model, checkpoint_family
 
-    checkpoint_format(Path(settings.checkpoint))  # fails early, naming the file, before any case runs
+    path = Path(settings.checkpoint)
+    found, _, _ = checkpoint_family(path)
+    check_model(path, found, settings.fusion_model)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -90,14 +105,26 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from fusion_models.checkpoints import RECIPES
+def _training_data(args: argparse.Namespace):
+    """--data: a labelled cohort folder; without it, the in-memory demo cohort."""
+    from fusion_models.registry import TrainingData
 
-    if args.model not in RECIPES:
-        raise InputError("--model", "model", f"no training recipe {args.model!r}; known: {', '.join(RECIPES.names())}")
-    recipe = RECIPES.get(args.model)
-    out = args.out or recipe.default_checkpoint(args.model)
-    print(recipe.train(out, data=args.data, n_cases=args.n_cases, epochs=args.epochs, seed=args.seed).summary())
+    if args.data is not None:
+        return TrainingData(f"labelled cohort {args.data}", folder=Path(args.data))
+    from demo.training import demo_training_data
+
+    return demo_training_data(args.n_cases, args.seed)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    family = _family(args.model)
+    heads = family.fusion_heads()
+    if args.head is not None and args.head not in heads:
+        known = ", ".join(heads) or "none"
+        raise InputError("--head", "head", f"model {args.model} has no fusion head {args.head!r}; its heads: {known}")
+    out = args.out or family.default_checkpoint()
+    result = family.train(out, _training_data(args), epochs=args.epochs, seed=args.seed, head=args.head)
+    print(result.summary())
     return 0
 
 
@@ -113,8 +140,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not (cohort / "cases").is_dir():
         build_demo_cohort(cohort, n_cases=args.n_cases, seed=args.seed)
     if not Path(settings.checkpoint).exists():
-        print(f"no checkpoint at {settings.checkpoint}: training the demo fusion model", file=sys.stderr)
-        print(demo_training(Path(settings.checkpoint), seed=args.seed).summary(), file=sys.stderr)
+        print(f"no checkpoint at {settings.checkpoint}: training {settings.fusion_model} on the demo cohort",
+              file=sys.stderr)
+        result = demo_training(Path(settings.checkpoint), seed=args.seed, model=settings.fusion_model)
+        print(result.summary(), file=sys.stderr)
+    _require_checkpoint(settings)
     results = run_batch(cohort, Path(args.out), settings, timeout_s=args.case_timeout or None)
     print_summary(results, Path(args.out))
     return exit_code(results)
@@ -134,8 +164,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="fusion model checkpoint")
-    p.add_argument("--model", default="glioma_demo", help="registered fusion model name")
+    p.add_argument("--model", default="glioma_demo", help="registered model family; the checkpoint must hold it")
+    p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default checkpoints/<model>.pt|.json)")
     p.add_argument("--encoder", default="hed_texture", help="registered patch encoder for raw slides")
     p.add_argument("--encoder-weights", type=Path, default=None, help="local weights for the patch encoder")
     p.add_argument("--knowledge", default="bundled", help="registered knowledge source")
@@ -180,9 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("train", help="train a model: the demo fusion model, or tcga_glioma on a labelled cohort")
-    p.add_argument("--model", default="glioma_demo", help="registered training recipe (fusion_models.checkpoints.RECIPES)")
-    p.add_argument("--data", type=Path, default=None, help="labelled cohort (labels.csv + cases/) for tcga_glioma")
+    p = sub.add_parser("train", help="train a registered model family: the demo fusion model, or tcga_glioma on a labelled cohort")
+    p.add_argument("--model", default="glioma_demo", help="registered model family (fusion_models.registry)")
+    p.add_argument("--head", default=None, help="fusion head of the family to train (default: the family's own)")
+    p.add_argument("--data", type=Path, default=None, help="labelled cohort (labels.csv + cases/); default: the in-memory demo cohort")
     p.add_argument("--out", type=Path, default=None, help="checkpoint path (default checkpoints/<model>.pt|.json)")
     p.add_argument("--n-cases", type=int, default=300)
     p.add_argument("--epochs", type=int, default=40)

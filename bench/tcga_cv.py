@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fusion_models.tcga.cohort import TASK_LABELS, Cohort, load_cohort
-from fusion_models.tcga.cv import format_spread_table, format_table, run_repeated_cv, spread, to_json
+from evals.tcga_cv import format_spread_table, format_table, run_repeated_cv, spread, to_json
 from fusion_models.tcga.features import CNV, EXPR, MUT
 from fusion_models.tcga.methods import Predictions, register_method
 from toolkit.atomic import atomic_write_text
