@@ -62,11 +62,47 @@ def _require_checkpoint(settings: Settings) -> None:
     check_model(path, found, settings.fusion_model)
 
 
+def masked_branches_note(case_dirs: Sequence[Path], model: str) -> str | None:
+    """One line when cases lack inputs `model` reads, so that running it with those branches masked is never silent.
+
+    Not an error: a missing modality is reported, not refused, and every report flags it. The
+    line says which model runs, how many cases lack what, and which registered models read
+    only what those cases have.
+    """
+    from fusion_models.inputs import bundle_modalities
+    from fusion_models.registry import list_model_families, model_family
+    from schemas.common import MODALITIES
+
+    def branches(name: str) -> set[str]:
+        return set(model_family(name).reads()) - {"clinical"}  # clinical fields come with every case.json
+
+    reads = branches(model)
+    lacking = [(reads - have, have) for have in map(bundle_modalities, case_dirs) if reads - have]
+    if not lacking:
+        return None
+    missing = sorted(set().union(*(gap for gap, _ in lacking)), key=MODALITIES.index)
+    common = set.intersection(*(have for _, have in lacking))
+    fitting = [n for n in list_model_families() if n != model and branches(n) and branches(n) <= common]
+    alternative = f"; registered models that read only what they have: {', '.join(fitting)} (--model NAME)" if fitting else ""
+    return (
+        f"note: {model} reads {', '.join(model_family(model).reads())}; {len(lacking)} of {len(case_dirs)} "
+        f"cases lack {' and '.join(missing)}, so it runs on them with those branches masked and their reports "
+        f"flag the missing modalities{alternative}"
+    )
+
+
+def _note_masked_branches(case_dirs: Sequence[Path], model: str) -> None:
+    note = masked_branches_note(case_dirs, model)
+    if note:
+        print(f"evchain: {note}", file=sys.stderr)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from agents.runner import run_case
 
     settings = _settings(args)
     _require_checkpoint(settings)
+    _note_masked_branches([Path(args.case_dir)], settings.fusion_model)
     result = run_case(Path(args.case_dir), Path(args.out), settings, timeout_s=args.case_timeout or None)
     if result.status != "ok":
         where = f" (traceback: {result.log})" if result.log else ""
@@ -77,11 +113,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from agents.runner import run_batch
+    from agents.runner import list_case_dirs, run_batch
     from agents.summary import exit_code, print_summary
 
     settings = _settings(args)
     _require_checkpoint(settings)
+    _note_masked_branches(list_case_dirs(Path(args.cohort_dir), exclude=Path(args.out)), settings.fusion_model)
     results = run_batch(
         Path(args.cohort_dir),
         Path(args.out),

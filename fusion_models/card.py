@@ -61,7 +61,10 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, temperature: 
 
 def survival_metrics(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> dict[str, Any]:
     """Harrell's C-index of the linear predictor (higher risk should die sooner)."""
-    c_index = concordance_index(time, -risk, event) if event.any() else None
+    try:
+        c_index = concordance_index(time, -risk, event) if event.any() else None
+    except ZeroDivisionError:  # no comparable pair (e.g. one event, the others censored before it)
+        c_index = None
     return {"n": int(len(risk)), "events": int(event.sum()), "c_index": None if c_index is None else float(c_index)}
 
 

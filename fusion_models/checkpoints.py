@@ -39,6 +39,10 @@ class LoadedCheckpoint:
     def name(self) -> str:
         return self.family.name
 
+    @property
+    def config(self) -> Any:
+        return self.family.config_of(self.model)
+
     def predict(self, inputs: CaseInputs, kb: KnowledgeBase, *, top_patches: int) -> FusionOutput:
         return self.family.predict(self.model, inputs, kb, top_patches=top_patches)
 
@@ -46,7 +50,7 @@ class LoadedCheckpoint:
         return self.family.input_needs(self.model)
 
     def reads(self) -> tuple[Modality, ...]:
-        return self.family.reads(self.model)
+        return self.family.reads(self.config)
 
 
 def _decode(path: Path) -> tuple[dict[str, Any], bytes]:

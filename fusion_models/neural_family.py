@@ -65,8 +65,11 @@ class AttentionMILFamily(ModelFamily):
             stats = PatchStats(standardiser.mean.detach().numpy().copy(), standardiser.std.detach().numpy().copy())
         return InputNeeds(model=loaded.config.name, patch_stats=stats)
 
-    def reads(self, loaded: LoadedFusionModel) -> tuple[Modality, ...]:
-        return tuple(loaded.model.modalities)
+    def config_of(self, loaded: LoadedFusionModel) -> FusionModelConfig:
+        return loaded.config
+
+    def reads(self, config: FusionModelConfig | None = None) -> tuple[Modality, ...]:
+        return tuple((config or self.config).inputs.modalities())
 
 
 def list_fusion_models() -> list[str]:

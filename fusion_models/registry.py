@@ -89,8 +89,12 @@ class ModelFamily(ABC):
         """What the input gates check a case against (genes, expression scale, patch statistics)."""
 
     @abstractmethod
-    def reads(self, loaded: Any) -> tuple[Modality, ...]:
-        """The modalities the trained model takes as input."""
+    def config_of(self, loaded: Any) -> BaseModel:
+        """The config the checkpoint carried (not necessarily the registered one: an older version's)."""
+
+    @abstractmethod
+    def reads(self, config: BaseModel | None = None) -> tuple[Modality, ...]:
+        """The modalities a model of `config` (default: the registered one) takes as input."""
 
 
 FamilyFunction = Callable[[], ModelFamily]

@@ -241,7 +241,10 @@ def small_training_set():
 @pytest.mark.slow
 def test_training_is_deterministic(small_training_set, kb, tmp_path):
     first, second = (
-        train_fusion_model(fusion_model_config("glioma_demo"), small_training_set, tmp_path / name, kb=kb, epochs=2, seed=7, progress=False)
+        train_fusion_model(
+            fusion_model_config("glioma_demo"), small_training_set, tmp_path / name, kb=kb, epochs=2, seed=7,
+            progress=False,
+        )
         for name in ("a.pt", "b.pt")
     )
     a, b = load_fusion_model(first.checkpoint), load_fusion_model(second.checkpoint)

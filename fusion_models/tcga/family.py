@@ -69,7 +69,10 @@ class LinearFamily(ModelFamily):
             min_expression_coverage=MIN_EXPRESSION_COVERAGE,
         )
 
-    def reads(self, loaded: LoadedLinearModel) -> tuple[Modality, ...]:
+    def config_of(self, loaded: LoadedLinearModel) -> LinearModelConfig:
+        return loaded.model.config
+
+    def reads(self, config: LinearModelConfig | None = None) -> tuple[Modality, ...]:
         return READS
 
 
