@@ -48,7 +48,7 @@ class LinearFamily(ModelFamily):
             raise InputError("--head", "head", f"{self.name} is a linear model without fusion heads")
         if data.folder is None or not (Path(data.folder) / "labels.csv").is_file():
             raise InputError(
-                str(data.folder), "labels.csv",
+                str(data.folder) if data.folder is not None else "--data", "labels.csv",
                 f"{self.name} trains on a cohort folder with labels.csv and cases/; pass --data",
             )
         return train_linear_model(self.config, Path(data.folder), out)
