@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from agents.context import DEFAULT_CHECKPOINT, Settings
+from agents.context import Settings
 from schemas.errors import InputError
 
 DEMO_COHORT = Path("demo_cohort")
@@ -29,9 +30,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _family(model: str):
+    """The registered model family `model`; an unknown name is bad input on --model."""
+    from fusion_models.registry import model_family
+
+    try:
+        return model_family(model)
+    except ValueError as error:
+        raise InputError("--model", "model", str(error)) from None
+
+
 def _settings(args: argparse.Namespace) -> Settings:
+    # Without --checkpoint the checkpoint follows --model: checkpoints/<model>.<its family's suffix>.
+    checkpoint = args.checkpoint or _family(args.model).default_checkpoint()
     return Settings(
-        checkpoint=args.checkpoint,
+        checkpoint=checkpoint,
         fusion_model=args.model,
         lang=getattr(args, "lang", "en"),
         encoder=args.encoder,
@@ -42,9 +55,47 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _require_checkpoint(settings: Settings) -> None:
-    from fusion_models.checkpoints import checkpoint_format
+    """Fail early, naming the file, before any case runs: a missing or unreadable checkpoint, or another model's."""
+    from fusion_models.checkpoints import check_model, checkpoint_family
 
-    checkpoint_format(Path(settings.checkpoint))  # fails early, naming the file, before any case runs
+    path = Path(settings.checkpoint)
+    found, _, _ = checkpoint_family(path)
+    check_model(path, found, settings.fusion_model)
+
+
+def masked_branches_note(case_dirs: Sequence[Path], model: str) -> str | None:
+    """One line when cases lack inputs `model` reads, so that running it with those branches masked is never silent.
+
+    Not an error: a missing modality is reported, not refused, and every report flags it. The
+    line says which model runs, how many cases lack what, and which registered models read
+    only what those cases have.
+    """
+    from fusion_models.inputs import bundle_modalities
+    from fusion_models.registry import list_model_families, model_family
+    from schemas.common import MODALITIES
+
+    def branches(name: str) -> set[str]:
+        return set(model_family(name).reads()) - {"clinical"}  # clinical fields come with every case.json
+
+    reads = branches(model)
+    lacking = [(reads - have, have) for have in map(bundle_modalities, case_dirs) if reads - have]
+    if not lacking:
+        return None
+    missing = sorted(set().union(*(gap for gap, _ in lacking)), key=MODALITIES.index)
+    common = set.intersection(*(have for _, have in lacking))
+    fitting = [n for n in list_model_families() if n != model and branches(n) and branches(n) <= common]
+    alternative = f"; registered models that read only what they have: {', '.join(fitting)} (--model NAME)" if fitting else ""
+    return (
+        f"note: {model} reads {', '.join(model_family(model).reads())}; {len(lacking)} of {len(case_dirs)} "
+        f"cases lack {' and '.join(missing)}, so it runs on them with those branches masked and their reports "
+        f"flag the missing modalities{alternative}"
+    )
+
+
+def _note_masked_branches(case_dirs: Sequence[Path], model: str) -> None:
+    note = masked_branches_note(case_dirs, model)
+    if note:
+        print(f"evchain: {note}", file=sys.stderr)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -52,6 +103,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _require_checkpoint(settings)
+    _note_masked_branches([Path(args.case_dir)], settings.fusion_model)
     result = run_case(Path(args.case_dir), Path(args.out), settings, timeout_s=args.case_timeout or None)
     if result.status != "ok":
         where = f" (traceback: {result.log})" if result.log else ""
@@ -62,11 +114,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    from agents.runner import run_batch
+    from agents.runner import list_case_dirs, run_batch
     from agents.summary import exit_code, print_summary
 
     settings = _settings(args)
     _require_checkpoint(settings)
+    _note_masked_branches(list_case_dirs(Path(args.cohort_dir), exclude=Path(args.out)), settings.fusion_model)
     results = run_batch(
         Path(args.cohort_dir),
         Path(args.out),
@@ -90,14 +143,26 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from fusion_models.checkpoints import RECIPES
+def _training_data(args: argparse.Namespace):
+    """--data: a labelled cohort folder; without it, the in-memory demo cohort."""
+    from fusion_models.registry import TrainingData
 
-    if args.model not in RECIPES:
-        raise InputError("--model", "model", f"no training recipe {args.model!r}; known: {', '.join(RECIPES.names())}")
-    recipe = RECIPES.get(args.model)
-    out = args.out or recipe.default_checkpoint(args.model)
-    print(recipe.train(out, data=args.data, n_cases=args.n_cases, epochs=args.epochs, seed=args.seed).summary())
+    if args.data is not None:
+        return TrainingData(f"labelled cohort {args.data}", folder=Path(args.data))
+    from demo.training import demo_training_data
+
+    return demo_training_data(args.n_cases, args.seed)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    family = _family(args.model)
+    heads = family.fusion_heads()
+    if args.head is not None and args.head not in heads:
+        known = ", ".join(heads) or "none"
+        raise InputError("--head", "head", f"model {args.model} has no fusion head {args.head!r}; its heads: {known}")
+    out = args.out or family.default_checkpoint()
+    result = family.train(out, _training_data(args), epochs=args.epochs, seed=args.seed, head=args.head)
+    print(result.summary())
     return 0
 
 
@@ -106,15 +171,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from agents.runner import run_batch
     from agents.summary import exit_code, print_summary
     from demo.cohort import build_demo_cohort
-    from fusion_models.train import demo_training
+    from demo.training import demo_training
 
     settings = _settings(args)
     cohort = Path(args.cohort)
     if not (cohort / "cases").is_dir():
         build_demo_cohort(cohort, n_cases=args.n_cases, seed=args.seed)
     if not Path(settings.checkpoint).exists():
-        print(f"no checkpoint at {settings.checkpoint}: training the demo fusion model", file=sys.stderr)
-        print(demo_training(Path(settings.checkpoint), seed=args.seed).summary(), file=sys.stderr)
+        print(f"no checkpoint at {settings.checkpoint}: training {settings.fusion_model} on the demo cohort",
+              file=sys.stderr)
+        result = demo_training(Path(settings.checkpoint), seed=args.seed, model=settings.fusion_model)
+        print(result.summary(), file=sys.stderr)
+    _require_checkpoint(settings)
     results = run_batch(cohort, Path(args.out), settings, timeout_s=args.case_timeout or None)
     print_summary(results, Path(args.out))
     return exit_code(results)
@@ -134,8 +202,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="fusion model checkpoint")
-    p.add_argument("--model", default="glioma_demo", help="registered fusion model name")
+    p.add_argument("--model", default="glioma_demo", help="registered model family; the checkpoint must hold it")
+    p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default checkpoints/<model>.pt|.json)")
     p.add_argument("--encoder", default="hed_texture", help="registered patch encoder for raw slides")
     p.add_argument("--encoder-weights", type=Path, default=None, help="local weights for the patch encoder")
     p.add_argument("--knowledge", default="bundled", help="registered knowledge source")
@@ -180,9 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("train", help="train a model: the demo fusion model, or tcga_glioma on a labelled cohort")
-    p.add_argument("--model", default="glioma_demo", help="registered training recipe (fusion_models.checkpoints.RECIPES)")
-    p.add_argument("--data", type=Path, default=None, help="labelled cohort (labels.csv + cases/) for tcga_glioma")
+    p = sub.add_parser("train", help="train a registered model family: the demo fusion model, or tcga_glioma on a labelled cohort")
+    p.add_argument("--model", default="glioma_demo", help="registered model family (fusion_models.registry)")
+    p.add_argument("--head", default=None, help="fusion head of the family to train (default: the family's own)")
+    p.add_argument("--data", type=Path, default=None, help="labelled cohort (labels.csv + cases/); default: the in-memory demo cohort")
     p.add_argument("--out", type=Path, default=None, help="checkpoint path (default checkpoints/<model>.pt|.json)")
     p.add_argument("--n-cases", type=int, default=300)
     p.add_argument("--epochs", type=int, default=40)
@@ -197,13 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Notes such as LegacyCheckpointWarning as one stderr line, like the errors (no source excerpt)."""
+    print(f"evchain: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous, warnings.showwarning = warnings.showwarning, _one_line_warning
     try:
         return args.func(args)
     except InputError as err:
         print(f"evchain: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

@@ -23,9 +23,9 @@ def _encoder(name: str, weights: Path | None):
 
 
 @lru_cache(maxsize=4)
-def _fusion_model(checkpoint: Path, mtime_ns: int) -> LoadedCheckpoint:
+def _fusion_model(checkpoint: Path, mtime_ns: int, model: str) -> LoadedCheckpoint:
     # The mtime is part of the key so that a retrained checkpoint is picked up in the same process.
-    return load_checkpoint(checkpoint)
+    return load_checkpoint(checkpoint, expected=model)
 
 
 @lru_cache(maxsize=4)
@@ -40,7 +40,7 @@ def encoder(settings: Settings):
 
 def fusion_model(settings: Settings) -> LoadedCheckpoint:
     path = Path(settings.checkpoint)
-    return _fusion_model(path, path.stat().st_mtime_ns if path.exists() else 0)
+    return _fusion_model(path, path.stat().st_mtime_ns if path.exists() else 0, settings.fusion_model)
 
 
 def knowledge(settings: Settings):

@@ -66,6 +66,7 @@ def demo_bench(n_cases: int, epochs: int) -> dict[str, Any]:
     from demo.cohort import build_demo_cohort
     from demo.training import iter_training_cases
     from fusion_models.inference import load_fusion_model, predict
+    from fusion_models.neural_family import fusion_model_config
     from fusion_models.train import HELDOUT_FRACTIONS, split_indices, train_fusion_model
     from knowledge.sources import load_knowledge
 
@@ -74,7 +75,8 @@ def demo_bench(n_cases: int, epochs: int) -> dict[str, Any]:
     cases = list(iter_training_cases(n_cases, seed=SEED, encoder=encoder))
     with tempfile.TemporaryDirectory(prefix="calib_bench_") as tmp:
         result = train_fusion_model(
-            "glioma_demo", cases, Path(tmp) / "glioma_demo.pt", kb=kb, epochs=epochs, seed=SEED, progress=False
+            fusion_model_config("glioma_demo"), cases, Path(tmp) / "glioma_demo.pt", kb=kb, epochs=epochs, seed=SEED,
+            progress=False,
         )
         card = json.loads(result.card.read_text())
         loaded = load_fusion_model(result.checkpoint)
@@ -114,7 +116,8 @@ def tcga_fold(data: Path, fold: int) -> dict[str, Any]:
     from fusion_models.tcga.checkpoint import LoadedLinearModel, calibration_split
     from fusion_models.tcga.cohort import load_cohort, stratified_folds
     from fusion_models.tcga.inference import predict_case
-    from fusion_models.tcga.model import fit_linear_model, linear_model_config
+    from fusion_models.tcga.family import linear_model_config
+    from fusion_models.tcga.model import fit_linear_model
 
     config = linear_model_config("tcga_glioma")
     cohort = load_cohort(data)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from fusion_models.tcga.cohort import TASK_LABELS, Cohort, load_cohort
-from fusion_models.tcga.cv import format_spread_table, format_table, run_repeated_cv, spread, to_json
+from evals.tcga_cv import format_spread_table, format_table, run_repeated_cv, spread, to_json
 from fusion_models.tcga.features import CNV, EXPR, MUT
 from fusion_models.tcga.methods import Predictions, register_method
 from toolkit.atomic import atomic_write_text
@@ -59,14 +59,14 @@ def register_neural(full: Cohort) -> None:
     from fusion_models.inference import load_fusion_model, predict
     from fusion_models.inputs import CaseInputs, load_manifest
     from fusion_models.model import FusionModelConfig
-    from fusion_models.registry import GLIOMA_TASKS, register_fusion_model
+    from fusion_models.neural_family import GLIOMA_TASKS, AttentionMILFamily
+    from fusion_models.registry import register_model_family
     from fusion_models.train import train_fusion_model
     from knowledge.sources import load_knowledge
 
     def genes(prefix: str) -> tuple[str, ...]:
         return tuple(n[len(prefix):] for n in full.feature_names if n.startswith(prefix))
 
-    @register_fusion_model(NEURAL)
     def config() -> FusionModelConfig:
         return FusionModelConfig(
             name=NEURAL, version="bench", description="neural fusion on TCGA genomics + age", tasks=GLIOMA_TASKS,
@@ -83,6 +83,8 @@ def register_neural(full: Cohort) -> None:
                 clinical=ClinicalSpec(),
             ),
         )
+
+    register_model_family(NEURAL)(lambda: AttentionMILFamily(config()))  # its checkpoints load by family name
 
     kb = load_knowledge("bundled")
     inputs: dict[str, CaseInputs] = {}
@@ -118,7 +120,7 @@ def register_neural(full: Cohort) -> None:
         ]
         cases = [(case_inputs(cohort, i), labels[i]) for i in range(len(cohort))]
         path = folder / f"{NEURAL}_{len(list(folder.glob('*.pt')))}.pt"
-        train_fusion_model(NEURAL, cases, path, kb=kb, epochs=100, progress=False)
+        train_fusion_model(config(), cases, path, kb=kb, epochs=100, progress=False)
         return Fitted(path)
 
 

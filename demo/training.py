@@ -17,6 +17,7 @@ from demo.cohort import MAGNIFICATION, PATCH_SIZE, SimulatedCase, simulate_case,
 from demo.situations import SITUATIONS
 from fusion_models.encoders import PatchEncoder
 from fusion_models.inputs import CaseInputs, GenomicsInput, ImagingTimepoint, SlideFeatures
+from fusion_models.registry import TrainingData
 
 TRAINING_STREAM, DROPOUT_STREAM, BANK_STREAM, PLAN_STREAM = 2, 3, 4, 5
 # Situation frequencies of the training set; the slide situation differs only on disk.
@@ -144,3 +145,27 @@ def iter_training_cases(
         inputs, patterns = to_case_inputs(case, kept, bank, encoder.name)
         bio = case.bio
         yield inputs, CaseLabels(bio.grade, bio.subtype, bio.survival_months, bio.event, patterns)
+
+
+def demo_training_data(n_cases: int = 300, seed: int = 0) -> TrainingData:
+    """The in-memory demo cohort as training data (patches embedded with hed_texture)."""
+    from fusion_models.encoders import create_encoder
+
+    return TrainingData(
+        description=(
+            f"{n_cases} simulated demo glioma cases (seed {seed}): MRI on the MNI152 template, H&E-like tiles "
+            "from scikit-image's real IHC image, genomics and survival from TCGA pan-glioma frequencies; "
+            "random modality dropout."
+        ),
+        cases=iter_training_cases(n_cases, seed=seed, encoder=create_encoder("hed_texture")),
+    )
+
+
+def demo_training(
+    out: Path, n_cases: int = 300, epochs: int = 60, seed: int = 0, progress: bool = True, model: str = "glioma_demo"
+):
+    """Train the registered model `model` (default the demo fusion model) on the in-memory demo cohort."""
+    from fusion_models.registry import model_family
+
+    data = demo_training_data(n_cases, seed)
+    return model_family(model).train(out, data, epochs=epochs, seed=seed, progress=progress)

@@ -3,8 +3,8 @@
 # The fusion model's public API, imported on first use: `import fusion_models.encoders`
 # (the demo builder, the CLI's light paths) must not pay for torch and the model code.
 _LAZY_EXPORTS = {
-    "create_fusion_model": "fusion_models.registry",
-    "list_fusion_models": "fusion_models.registry",
+    "create_fusion_model": "fusion_models.neural_family",
+    "list_fusion_models": "fusion_models.neural_family",
     "load_fusion_model": "fusion_models.inference",
     "predict": "fusion_models.inference",
 }

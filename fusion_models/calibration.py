@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -21,22 +23,38 @@ def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> flo
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
-    """Temperature in `bounds` minimising held-out NLL.
-
-    The NLL is convex in the inverse temperature (the logits scale linearly with it),
-    so a bounded 1-D search finds the global minimum without LBFGS's step tuning.
-    """
+    """Temperature in `bounds` minimising held-out NLL."""
     logits = np.asarray(logits, dtype=np.float64)
     labels = np.asarray(labels)
     if logits.ndim != 2 or len(logits) != len(labels) or len(labels) == 0:
         raise ValueError(f"need (N, K) logits and N labels with N > 0, got {logits.shape} and {labels.shape}")
-    def objective(inv_t: float) -> float:
-        return nll(logits * inv_t, labels)
+    return fit_inverse_scale(lambda inv_t: nll(logits * inv_t, labels), bounds)
 
+
+def fit_inverse_scale(objective: Callable[[float], float], bounds: tuple[float, float]) -> float:
+    """Temperature T in `bounds` minimising `objective(1 / T)`.
+
+    A held-out NLL of logits scaled by 1/T is convex in 1/T (the logits scale linearly with it),
+    so a bounded 1-D search finds the global minimum without LBFGS's step tuning.
+    """
     lo, hi = 1.0 / bounds[1], 1.0 / bounds[0]
     result = minimize_scalar(objective, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
     # Brent stops within xatol of a bound; when the optimum is the bound itself, return it exactly.
     return float(1.0 / min((result.x, lo, hi), key=objective))
+
+
+@dataclass(frozen=True)
+class Temperature:
+    """Temperature scaling of one task's logits (1.0: left as trained)."""
+
+    value: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"temperature": self.value}
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> Temperature:
+        return cls(float(stored["temperature"]))
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> float:
@@ -92,3 +110,18 @@ class RiskCalibration:
 
     def group(self, risk: float) -> str:
         return self.groups[int(np.searchsorted(self.cut_points, risk, side="right"))]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "horizon_months": self.horizon_months,
+            "baseline_cumulative_hazard": self.baseline_cumulative_hazard,
+            "cut_points": list(self.cut_points),
+        }
+
+    @classmethod
+    def from_dict(cls, stored: dict[str, Any]) -> RiskCalibration:
+        return cls(
+            horizon_months=float(stored["horizon_months"]),
+            baseline_cumulative_hazard=float(stored["baseline_cumulative_hazard"]),
+            cut_points=tuple(float(c) for c in stored["cut_points"]),
+        )

@@ -5,15 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from lifelines.utils import concordance_index
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from fusion_models.calibration import expected_calibration_error, nll, softmax
-from fusion_models.model import FusionModelConfig
 from toolkit.atomic import atomic_write_text
+
+if TYPE_CHECKING:  # the head types (imported by the model) read this module's metrics
+    from fusion_models.model import FusionModelConfig
 
 CARD_FORMAT = "evidencechain.model_card/1"
 LIMITATIONS = (
@@ -59,7 +61,10 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, temperature: 
 
 def survival_metrics(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> dict[str, Any]:
     """Harrell's C-index of the linear predictor (higher risk should die sooner)."""
-    c_index = concordance_index(time, -risk, event) if event.any() else None
+    try:
+        c_index = concordance_index(time, -risk, event) if event.any() else None
+    except ZeroDivisionError:  # no comparable pair (e.g. one event, the others censored before it)
+        c_index = None
     return {"n": int(len(risk)), "events": int(event.sum()), "c_index": None if c_index is None else float(c_index)}
 
 

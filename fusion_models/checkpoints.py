@@ -1,145 +1,136 @@
-"""Checkpoint formats and training recipes, chosen by name.
+"""Reading a checkpoint: its family and config come from inside the file, never from its name.
 
-A trained model is a file; what kind of file decides how it loads and predicts
-(the neural fusion model is a torch checkpoint, the TCGA linear model a JSON
-one), so the workflow never needs to know which model family it runs.
+Two encodings exist: a torch file (a zip archive; the attention-MIL family) and a JSON
+document (the linear family). Both carry `family` (the registered model-family name) and
+`config`; the family then decodes the rest. Files written before the `family` field are
+identified once from their format and config name, with a note to retrain.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fusion_models.gates import InputNeeds, PatchStats
+from fusion_models.gates import InputNeeds
 from fusion_models.inputs import CaseInputs
+from fusion_models.registry import ModelFamily, model_family
 from knowledge.sources import KnowledgeBase
+from schemas.common import Modality
 from schemas.errors import InputError
 from schemas.fusion import FusionOutput
-from toolkit.registry import Registry
 
-TORCH_FORMAT = "torch"
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
+_identified: set[Path] = set()
 
 
-@dataclass(frozen=True)
-class CheckpointFormat:
-    load: Callable[[Path], Any]
-    predict: Callable[[Any, CaseInputs, KnowledgeBase, int], FusionOutput]
-    needs: Callable[[Any], InputNeeds]  # what the input gates check a case against
+class LegacyCheckpointWarning(FutureWarning):
+    """A checkpoint without the family field; it loads, and retraining writes the field."""
 
 
 @dataclass(frozen=True)
 class LoadedCheckpoint:
-    format: str
+    family: ModelFamily
     model: Any
 
+    @property
+    def name(self) -> str:
+        return self.family.name
+
+    @property
+    def config(self) -> Any:
+        return self.family.config_of(self.model)
+
     def predict(self, inputs: CaseInputs, kb: KnowledgeBase, *, top_patches: int) -> FusionOutput:
-        return FORMATS.get(self.format).predict(self.model, inputs, kb, top_patches)
+        return self.family.predict(self.model, inputs, kb, top_patches=top_patches)
 
     def input_needs(self) -> InputNeeds:
-        return FORMATS.get(self.format).needs(self.model)
+        return self.family.input_needs(self.model)
+
+    def reads(self) -> tuple[Modality, ...]:
+        return self.family.reads(self.config)
 
 
-FORMATS: Registry[CheckpointFormat] = Registry("checkpoint format", missing=ValueError)
-
-
-def _torch_load(path: Path):
-    from fusion_models.inference import load_fusion_model
-
-    return load_fusion_model(path)
-
-
-def _torch_predict(model, inputs: CaseInputs, kb: KnowledgeBase, top_patches: int) -> FusionOutput:
-    from fusion_models.inference import predict
-
-    return predict(model, inputs, kb, top_patches=top_patches)
-
-
-def _linear_load(path: Path):
-    from fusion_models.tcga.checkpoint import load_linear_model
-
-    return load_linear_model(path)
-
-
-def _linear_predict(model, inputs: CaseInputs, kb: KnowledgeBase, top_patches: int) -> FusionOutput:
-    from fusion_models.tcga.inference import predict_case
-
-    return predict_case(model, inputs)  # genomics + clinical only: no patches, no knowledge-base features
-
-
-def _torch_needs(loaded) -> InputNeeds:
-    """Patch statistics are the standardiser the model was trained with (absent without a patch branch)."""
-    standardiser = getattr(loaded.model, "patch_standardiser", None)
-    stats = None
-    if standardiser is not None:
-        stats = PatchStats(standardiser.mean.detach().numpy().copy(), standardiser.std.detach().numpy().copy())
-    return InputNeeds(model=loaded.config.name, patch_stats=stats)
-
-
-def _linear_needs(loaded) -> InputNeeds:
-    from fusion_models.tcga.features import EXPR, EXPRESSION_SCALE
-    from fusion_models.tcga.inference import MIN_EXPRESSION_COVERAGE
-
-    model = loaded.model
-    genes = frozenset(n.removeprefix(EXPR) for n in model.feature_names if n.startswith(EXPR))
-    return InputNeeds(
-        model=model.config.name,
-        expression_scale=EXPRESSION_SCALE,
-        expression_genes=genes,
-        min_expression_coverage=MIN_EXPRESSION_COVERAGE,
-    )
-
-
-FORMATS.add(TORCH_FORMAT, CheckpointFormat(_torch_load, _torch_predict, _torch_needs))
-FORMATS.add("evidencechain.linear_checkpoint/1", CheckpointFormat(_linear_load, _linear_predict, _linear_needs))
-
-
-def checkpoint_format(path: Path) -> str:
-    """JSON checkpoints say their format in a top-level `format` key; anything else is a torch file."""
+def _decode(path: Path) -> tuple[dict[str, Any], bytes]:
     if not path.is_file():
-        raise InputError(str(path), "checkpoint", "no trained model here; run `evchain train` (or `evchain demo`) first")
-    if path.suffix != ".json":
-        return TORCH_FORMAT
+        raise InputError(str(path), "checkpoint", "no trained model here; run `evchain train --model NAME` first")
+    raw = path.read_bytes()
+    if raw.startswith(ZIP_MAGIC):
+        from fusion_models.inference import read_torch_payload  # torch only for torch checkpoints
+
+        return read_torch_payload(path)[0], raw
     try:
-        fmt = json.loads(path.read_bytes()).get("format")
-    except (ValueError, AttributeError) as error:
-        raise InputError(str(path), "format", f"not a JSON checkpoint: {error}") from None
-    if fmt not in FORMATS:
-        raise InputError(str(path), "format", f"unknown checkpoint format {fmt!r}; known: {', '.join(FORMATS.names())}")
-    return fmt
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InputError(str(path), "checkpoint", "neither a torch nor a JSON checkpoint") from None
+    if not isinstance(payload, dict):
+        raise InputError(str(path), "checkpoint", "a JSON checkpoint is an object with format, family and config")
+    return payload, raw
 
 
-def load_checkpoint(path: Path) -> LoadedCheckpoint:
-    fmt = checkpoint_format(Path(path))
-    return LoadedCheckpoint(fmt, FORMATS.get(fmt).load(Path(path)))
+def _config_name(payload: dict[str, Any]) -> Any:
+    config = payload.get("config")
+    if isinstance(config, str):  # torch checkpoints store the config as its JSON text
+        config = json.loads(config)
+    return config.get("name") if isinstance(config, dict) else None
 
 
-# Training recipes: `evchain train --model NAME` runs the recipe registered under NAME.
-@dataclass(frozen=True)
-class TrainingRecipe:
-    train: Callable[..., Any]  # (out, *, data, n_cases, epochs, seed) -> result with .summary()
-    suffix: str  # checkpoint file suffix, which also tells FORMATS how to read it back
-
-    def default_checkpoint(self, name: str) -> Path:
-        return Path("checkpoints") / f"{name}{self.suffix}"
-
-
-def _train_glioma_demo(out: Path, *, data: Path | None, n_cases: int, epochs: int, seed: int):
-    from fusion_models.train import demo_training
-
-    return demo_training(out, n_cases=n_cases, epochs=epochs, seed=seed)
-
-
-def _train_tcga_glioma(out: Path, *, data: Path | None, n_cases: int, epochs: int, seed: int):
-    from fusion_models.tcga.checkpoint import train_linear_model
-
-    if data is None or not (Path(data) / "labels.csv").is_file():
-        raise InputError(str(data), "labels.csv", "tcga_glioma trains on a cohort folder with labels.csv and cases/; pass --data")
-    return train_linear_model("tcga_glioma", Path(data), out)
+def _family_name(path: Path, payload: dict[str, Any]) -> str:
+    name = payload.get("family")
+    if name is not None:
+        if not isinstance(name, str):
+            raise InputError(str(path), "family", f"must be a model-family name, got {name!r}")
+        return name
+    name = _config_name(payload)
+    if not isinstance(name, str):
+        raise InputError(str(path), "family", "missing, and no config name to identify the model by")
+    if path not in _identified:
+        _identified.add(path)
+        warnings.warn(
+            f"{path}: checkpoint ({payload.get('format')}) has no family field; identified as {name!r} "
+            f"from its config. Retrain (`evchain train --model {name}`) to write it.",
+            LegacyCheckpointWarning,
+            stacklevel=3,
+        )
+    return name
 
 
-RECIPES: Registry[TrainingRecipe] = Registry("training recipe", missing=ValueError)
-RECIPES.add("glioma_demo", TrainingRecipe(_train_glioma_demo, ".pt"))
-RECIPES.add("tcga_glioma", TrainingRecipe(_train_tcga_glioma, ".json"))
+def checkpoint_family(path: Path) -> tuple[str, dict[str, Any], bytes]:
+    """(family name, decoded payload, raw bytes) of the checkpoint at `path`."""
+    path = Path(path)
+    payload, raw = _decode(path)
+    return _family_name(path, payload), payload, raw
+
+
+def _family(path: Path, name: str) -> ModelFamily:
+    try:
+        return model_family(name)
+    except ValueError as error:
+        raise InputError(str(path), "family", str(error)) from None
+
+
+def load_checkpoint(path: Path, *, expected: str | None = None) -> LoadedCheckpoint:
+    """The trained model at `path`, decoded by the family it names; `expected`: the model the caller asked for."""
+    path = Path(path)
+    name, payload, raw = checkpoint_family(path)
+    if expected is not None:
+        check_model(path, name, expected)
+    family = _family(path, name)
+    return LoadedCheckpoint(family, family.load(path, payload, raw))
+
+
+def check_model(path: Path, found: str, expected: str) -> None:
+    """A checkpoint of another model than the one asked for is bad input, naming both."""
+    if found != expected:
+        raise InputError(
+            str(path), "family",
+            f"checkpoint holds model {found!r}, but --model is {expected!r}; pass --model {found} "
+            f"or the checkpoint of {expected} (default checkpoints/{expected}.*)",
+        )
+
+
+def default_checkpoint(model: str) -> Path:
+    """checkpoints/<model><suffix of its family>."""
+    return model_family(model).default_checkpoint()

@@ -14,19 +14,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fusion_models.calibration import RiskCalibration, softmax
 from fusion_models.conformal import ConformalSets
 from fusion_models.features import HABITATS, IMAGING_PHENOTYPE, CaseTensors, PatchBag, build_features, collate
 from fusion_models.inputs import CaseInputs
 from fusion_models.model import FusionForward, FusionModel, FusionModelConfig, TaskSpec
 from fusion_models.ood import MahalanobisDetector
+from fusion_models.task_heads import TaskCalibration, task_head
 from knowledge.sources import KnowledgeBase
 from schemas.common import Modality
 from schemas.errors import InputError
 from schemas.fusion import FusionOutput, ModalityOOD, PatchAttention, TaskPrediction
 
 MANIFEST = "case.json"
-CHECKPOINT_FORMAT = "evidencechain.fusion_checkpoint/1"
+CHECKPOINT_FORMAT = "evidencechain.fusion_checkpoint/2"
+# Version 1 stored temperatures and risk calibration in two kind-specific tables and no family name.
+LEGACY_FORMAT = "evidencechain.fusion_checkpoint/1"
 # Vector blocks scored for OOD; pathology is scored on its patches. Findings and clinical values
 # are a few typed fields that the input gates check against plausible ranges instead.
 OOD_BLOCKS: tuple[Modality, ...] = ("imaging", "genomics")
@@ -40,13 +42,19 @@ OOD_DETAIL = (
 class Calibration:
     """What turns the network's outputs into honest numbers; fitted on data the network never trained on.
 
-    Checkpoints written before conformal sets and OOD detectors existed load with both empty.
+    `tasks`: each task's calibration, of its head type. Checkpoints written before conformal sets
+    and OOD detectors existed load with both empty.
     """
 
-    temperatures: dict[str, float]
-    risk: dict[str, RiskCalibration]
+    tasks: dict[str, TaskCalibration]
     conformal: dict[str, ConformalSets] = field(default_factory=dict)
     ood: dict[str, MahalanobisDetector] = field(default_factory=dict)
+
+    def of(self, task: TaskSpec) -> TaskCalibration:
+        calibration = self.tasks.get(task.name) or task_head(task.kind).default_calibration(task)
+        if calibration is None:
+            raise ValueError(f"task {task.name!r} ({task.kind}) has no calibration")
+        return calibration
 
 
 @dataclass
@@ -60,23 +68,17 @@ class LoadedFusionModel:
     knowledge_sha256: str
     weights_sha256: str
     path: Path
+    family: str = ""
 
 
-def checkpoint_bytes(model: FusionModel, calibration: Calibration, knowledge: dict[str, Any]) -> bytes:
+def checkpoint_bytes(model: FusionModel, calibration: Calibration, knowledge: dict[str, Any], *, family: str) -> bytes:
     """Everything inference needs, in types `torch.load(weights_only=True)` accepts."""
     payload = {
         "format": CHECKPOINT_FORMAT,
+        "family": family,
         "config": model.config.model_dump_json(),
         "state_dict": model.state_dict(),
-        "temperatures": calibration.temperatures,
-        "risk": {
-            name: {
-                "horizon_months": r.horizon_months,
-                "baseline_cumulative_hazard": r.baseline_cumulative_hazard,
-                "cut_points": list(r.cut_points),
-            }
-            for name, r in calibration.risk.items()
-        },
+        "task_calibration": {name: c.to_dict() for name, c in calibration.tasks.items()},
         "conformal": {task: c.to_dict() for task, c in calibration.conformal.items()},
         "ood": {modality: d.to_dict() for modality, d in calibration.ood.items()},
         "knowledge": knowledge,
@@ -86,8 +88,8 @@ def checkpoint_bytes(model: FusionModel, calibration: Calibration, knowledge: di
     return buffer.getvalue()
 
 
-def load_fusion_model(path: Path) -> LoadedFusionModel:
-    """Read a checkpoint written by `train_fusion_model` (tensors and plain types only)."""
+def read_torch_payload(path: Path) -> tuple[dict[str, Any], bytes]:
+    """The checkpoint's payload (tensors and plain types only) and its bytes."""
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "checkpoint", "file not found; train one with `evchain train`")
@@ -96,21 +98,25 @@ def load_fusion_model(path: Path) -> LoadedFusionModel:
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         raise InputError(str(path), "checkpoint", f"not a readable checkpoint: {error}") from error
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") not in (CHECKPOINT_FORMAT, LEGACY_FORMAT):
         raise InputError(str(path), "format", f"expected {CHECKPOINT_FORMAT}")
+    return payload, raw
+
+
+def _legacy_task_calibration(payload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Version 1's temperature and risk tables as per-task calibration records."""
+    temperatures = {name: {"temperature": t} for name, t in payload["temperatures"].items()}
+    return {**temperatures, **payload["risk"]}
+
+
+def fusion_model_from_payload(payload: dict[str, Any], raw: bytes, path: Path, family: str) -> LoadedFusionModel:
     config = FusionModelConfig.model_validate_json(payload["config"])
     model = FusionModel(config)
     model.load_state_dict(payload["state_dict"])
     model.eval()
-    risk = {
-        name: RiskCalibration(
-            horizon_months=r["horizon_months"],
-            baseline_cumulative_hazard=r["baseline_cumulative_hazard"],
-            cut_points=tuple(r["cut_points"]),
-        )
-        for name, r in payload["risk"].items()
-    }
+    stored = payload["task_calibration"] if "task_calibration" in payload else _legacy_task_calibration(payload)
     try:
+        tasks = {t.name: task_head(t.kind).calibration_from_dict(stored[t.name]) for t in config.tasks if t.name in stored}
         conformal = {task: ConformalSets.from_dict(c) for task, c in payload.get("conformal", {}).items()}
         ood = {modality: MahalanobisDetector.from_dict(d) for modality, d in payload.get("ood", {}).items()}
     except (KeyError, TypeError, ValueError) as error:
@@ -118,12 +124,20 @@ def load_fusion_model(path: Path) -> LoadedFusionModel:
     return LoadedFusionModel(
         config=config,
         model=model,
-        calibration=Calibration(dict(payload["temperatures"]), risk, conformal, ood),
+        calibration=Calibration(tasks, conformal, ood),
         pathway_ids=dict(payload["knowledge"]["pathway_ids"]),
         knowledge_sha256=payload["knowledge"]["sha256"],
         weights_sha256=hashlib.sha256(raw).hexdigest(),
-        path=path,
+        path=Path(path),
+        family=family,
     )
+
+
+def load_fusion_model(path: Path) -> LoadedFusionModel:
+    """Read a checkpoint written by `train_fusion_model`; a version-1 file is its config's name's family."""
+    payload, raw = read_torch_payload(path)
+    config_name = FusionModelConfig.model_validate_json(payload["config"]).name
+    return fusion_model_from_payload(payload, raw, Path(path), payload.get("family", config_name))
 
 
 def _check_knowledge(loaded: LoadedFusionModel, kb: KnowledgeBase) -> None:
@@ -139,29 +153,13 @@ def _check_knowledge(loaded: LoadedFusionModel, kb: KnowledgeBase) -> None:
 
 
 def task_probabilities(task: TaskSpec, output: np.ndarray, calibration: Calibration) -> np.ndarray:
-    """(N, K) calibrated probabilities from (N, K) logits, or from (N,) Cox scores: [event by, free at] the horizon."""
-    if task.kind == "classification":
-        return softmax(output, calibration.temperatures.get(task.name, 1.0))
-    p_event = np.array([calibration.risk[task.name].event_probability(float(s)) for s in output])
-    return np.column_stack([p_event, 1.0 - p_event])
+    """(N, K) calibrated probabilities from the (N, ...) raw outputs of the task's head."""
+    return task_head(task.kind).probabilities(task, output, calibration.of(task))
 
 
-def _task_prediction(task: TaskSpec, output: Tensor, calibration: Calibration) -> TaskPrediction:
-    raw = output.detach().numpy()[None]
-    probs = task_probabilities(task, raw, calibration)
-    sets = calibration.conformal.get(task.name)
-    conformal = {"prediction_set": sets.labels(probs, task.labels), "set_coverage": sets.coverage} if sets else {}
-    probabilities = dict(zip(task.labels, probs[0].tolist()))
-    if task.kind == "classification":
-        return TaskPrediction(task=task.name, labels=list(task.labels), probabilities=probabilities, **conformal)
-    score = float(raw[0])
-    return TaskPrediction(
-        task=task.name,
-        labels=list(task.labels),
-        probabilities=probabilities,
-        score=score,
-        risk_group=calibration.risk[task.name].group(score),
-        **conformal,
+def task_prediction(task: TaskSpec, output: Tensor, calibration: Calibration) -> TaskPrediction:
+    return task_head(task.kind).to_prediction(
+        task, output.detach().numpy(), calibration.of(task), calibration.conformal.get(task.name)
     )
 
 
@@ -224,13 +222,6 @@ def screen_ood(loaded: LoadedFusionModel, tensors: CaseTensors) -> tuple[CaseTen
     return (masked if keep_some else tensors), entries
 
 
-def _attribution_target(task: TaskSpec, output: Tensor) -> Tensor:
-    """The scalar the imaging attribution explains: top label's log-probability, or the risk score."""
-    if task.kind == "classification":
-        return torch.log_softmax(output, dim=-1).max()
-    return output.sum()
-
-
 def habitat_attribution(
     forward: FusionForward, task: TaskSpec, names: list[str], raw: Tensor
 ) -> dict[str, float]:
@@ -242,7 +233,8 @@ def habitat_attribution(
     fraction, since the lesion is the sum of its habitats.
     """
     standardised = forward.standardised["imaging"]
-    (gradient,) = torch.autograd.grad(_attribution_target(task, forward.outputs[task.name][0]), standardised)
+    target = task_head(task.kind).attribution_target(task, forward.outputs[task.name][0])
+    (gradient,) = torch.autograd.grad(target, standardised)
     contribution = (gradient * standardised).abs()[0].detach().numpy()
     shares: dict[str, float] = {}
     for name, value in zip(names, contribution):
@@ -319,7 +311,7 @@ def predict(loaded: LoadedFusionModel, inputs: CaseInputs, kb: KnowledgeBase, *,
         model_name=config.name,
         model_version=config.version,
         weights_sha256=loaded.weights_sha256,
-        predictions=[_task_prediction(t, forward.outputs[t.name][0], loaded.calibration) for t in config.tasks],
+        predictions=[task_prediction(t, forward.outputs[t.name][0], loaded.calibration) for t in config.tasks],
         modalities_used=used,
         modality_contributions={m: float(weights[i]) for i, m in enumerate(loaded.model.modalities) if m in used},
         patch_attention=most_attended_patches(forward, tensors.bag, config.patterns, top_patches),

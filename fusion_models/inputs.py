@@ -159,6 +159,18 @@ def load_pathology(
     return loaded, findings, unusable
 
 
+def bundle_modalities(case_dir: Path) -> set[Modality]:
+    """Imaging, pathology and genomics that a case folder has files for, without reading them.
+
+    A cheap look before a batch: whether the files are usable is for `load_case_inputs` to say.
+    Clinical fields live in case.json and are not looked at here.
+    """
+    return {
+        modality for modality in ("imaging", PATHOLOGY_DIR, "genomics")
+        if (Path(case_dir) / modality).is_dir() and any(p.is_file() for p in (Path(case_dir) / modality).rglob("*"))
+    }
+
+
 def load_case_inputs(
     case_dir: Path,
     *,

@@ -9,42 +9,22 @@ so its weights are the modality contributions and a missing modality gets exactl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from fusion_models.features import BLOCK_MODALITY, Batch, InputSpec
 from fusion_models.heads import GatedAttentionMIL, ModalityAttention, mlp
+from fusion_models.task_heads import TaskSpec, task_head
 from schemas.common import TISSUE_PATTERNS
-from schemas.fusion import Task
+
+__all__ = ["FusionForward", "FusionModel", "FusionModelConfig", "Standardiser", "TaskSpec", "TrainingSpec"]
 
 INTENDED_USE = "research use only, not for diagnosis"
 
 
 class _Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TaskSpec(_Config):
-    """One output head. Survival heads are Cox heads; `labels` name the horizon events they report."""
-
-    name: Task
-    kind: Literal["classification", "survival"]
-    labels: tuple[str, ...] = Field(min_length=2)
-    target: str = Field(description="Attribute of the training labels it learns from ('grade'; survival: the time).")
-    event_target: str | None = Field(default=None, description="Survival: attribute holding the event flag.")
-    horizon_months: float | None = Field(default=None, gt=0, description="Survival: horizon of the event labels.")
-
-    @model_validator(mode="after")
-    def _survival_fields(self) -> "TaskSpec":
-        survival = (self.horizon_months, self.event_target)
-        if self.kind == "survival" and (None in survival or len(self.labels) != 2):
-            raise ValueError("a survival task needs horizon_months, event_target and two labels (event by, free at)")
-        if self.kind == "classification" and survival != (None, None):
-            raise ValueError("horizon_months and event_target belong to survival tasks")
-        return self
 
 
 class TrainingSpec(_Config):
@@ -99,7 +79,7 @@ class Standardiser(nn.Module):
 
 @dataclass
 class FusionForward:
-    outputs: dict[str, Tensor]  # classification task -> logits (B, K); survival task -> risk (B,)
+    outputs: dict[str, Tensor]  # task -> its head type's raw output, (B, ...)
     modality_weights: Tensor  # (B, M), model.modalities order
     patch_attention: Tensor  # (B, N)
     pattern_logits: Tensor  # (B, N, P)
@@ -126,12 +106,7 @@ class FusionModel(nn.Module):
             # bag embedding + "has patches" flag + findings values and known flags
             self.pathology_token = mlp(h + 1 + 2 * len(blocks["findings"]), h, d, config.dropout)
         self.fusion = ModalityAttention(d, len(self.modalities), config.attention_dim)
-        self.heads = nn.ModuleDict(
-            {
-                t.name: nn.Linear(d, len(t.labels)) if t.kind == "classification" else nn.Linear(d, 1, bias=False)
-                for t in config.tasks
-            }
-        )
+        self.heads = nn.ModuleDict({t.name: task_head(t.kind).layer(d, t) for t in config.tasks})
 
     def set_normalisation(self, stats: dict[str, tuple[Tensor, Tensor]]) -> None:
         """Training statistics per vector block and 'patches'; std of 0 becomes 1 (constant feature)."""
@@ -159,8 +134,5 @@ class FusionModel(nn.Module):
         stacked = torch.stack([tokens[m] for m in self.modalities], dim=1)
         present = torch.stack([batch.present[m] for m in self.modalities], dim=1)
         fused, weights = self.fusion(stacked, present)
-        outputs = {}
-        for task in self.config.tasks:
-            out = self.heads[task.name](fused)
-            outputs[task.name] = out.squeeze(-1) if task.kind == "survival" else out
+        outputs = {name: head(fused) for name, head in self.heads.items()}
         return FusionForward(outputs, weights, attention, pattern_logits, standardised)

@@ -23,35 +23,20 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from fusion_models.calibration import (
-    RiskCalibration,
-    breslow_cumulative_hazard,
-    fit_temperature,
-    horizon_labels,
-    softmax,
-)
-from fusion_models.card import classification_metrics, model_card, survival_metrics, write_card
+from fusion_models.card import model_card, write_card
 from fusion_models.conformal import ConformalSets, coverage_and_size
-from fusion_models.encoders import create_encoder
 from fusion_models.features import CaseTensors, build_features, collate
-from fusion_models.heads import cox_partial_likelihood_loss
-from fusion_models.inference import Calibration, checkpoint_bytes, ood_rows, task_probabilities
+from fusion_models.inference import Calibration, checkpoint_bytes, ood_rows
 from fusion_models.inputs import CaseInputs
 from fusion_models.model import FusionModel, FusionModelConfig, TaskSpec
 from fusion_models.ood import MahalanobisDetector
-from fusion_models.registry import fusion_model_config
-from knowledge.sources import KnowledgeBase, load_knowledge
+from fusion_models.task_heads import task_head
+from fusion_models.task_heads.classification import TEMPERATURE_BOUNDS
+from knowledge.sources import KnowledgeBase
 from schemas.errors import InputError
 from toolkit.atomic import atomic_write_bytes
 
 MIN_CASES = 10
-# Fewer labelled held-out cases than this cannot pin a temperature down; keep T = 1.
-MIN_CALIBRATION_CASES = 10
-TERTILES = (1 / 3, 2 / 3)
-# Temperature may soften the model but never sharpen it: with a few dozen held-out cases an
-# apparent under-confidence cannot be told from luck, and over-confidence is the costlier
-# error at a tumour board.
-TEMPERATURE_BOUNDS = (1.0, 20.0)
 # Held-out shares of the cases; the rest trains. Each split has one job (module note).
 HELDOUT_FRACTIONS: dict[str, float] = {"stopping": 0.15, "calibration": 0.2, "evaluation": 0.15}
 SET_COVERAGE = 0.9
@@ -78,8 +63,7 @@ class Example:
     """One training case: its model inputs and its targets as tensors."""
 
     tensors: CaseTensors
-    classes: dict[str, int]  # classification task -> label index, -1 unknown
-    survival: dict[str, tuple[float, float]]  # survival task -> (time, event); NaN time = unknown
+    targets: dict[str, tuple[float, ...]]  # task -> its head type's target (NaN / -1 = unknown)
     patterns: Tensor  # (N,) pattern code per patch, -1 unknown
 
 
@@ -110,20 +94,8 @@ class TrainResult:
 def make_example(inputs: CaseInputs, labels: CaseLabels, kb: KnowledgeBase, config: FusionModelConfig) -> Example:
     tensors = build_features(inputs, kb, config.inputs)
     where = str(inputs.case_dir)
-    classes, survival = {}, {}
-    for task in config.tasks:
-        value = getattr(labels, task.target)
-        if task.kind == "survival":
-            event = getattr(labels, task.event_target)
-            known = value is not None and event is not None
-            survival[task.name] = (float(value), float(event)) if known else (math.nan, 0.0)
-        elif value is None:
-            classes[task.name] = -1
-        elif value not in task.labels:
-            raise InputError(where, f"labels.{task.target}", f"{value!r} is not one of {list(task.labels)}")
-        else:
-            classes[task.name] = task.labels.index(value)
-    return Example(tensors, classes, survival, _pattern_targets(tensors, labels, config, where))
+    targets = {t.name: task_head(t.kind).encode_target(t, labels, where) for t in config.tasks}
+    return Example(tensors, targets, _pattern_targets(tensors, labels, config, where))
 
 
 def _pattern_targets(tensors: CaseTensors, labels: CaseLabels, config: FusionModelConfig, where: str) -> Tensor:
@@ -193,21 +165,15 @@ def drop_modalities(present: dict[str, Tensor], p: float, generator: torch.Gener
     return {m: kept[:, i] for i, m in enumerate(names)}
 
 
+def targets_of(examples: Sequence[Example], task: TaskSpec) -> Tensor:
+    """(N, width) targets of `task` over the examples."""
+    return torch.tensor([e.targets[task.name] for e in examples], dtype=torch.float32)
+
+
 def task_losses(
     outputs: dict[str, Tensor], examples: Sequence[Example], tasks: Sequence[TaskSpec]
 ) -> dict[str, Tensor]:
-    losses = {}
-    for task in tasks:
-        out = outputs[task.name]
-        if task.kind == "classification":
-            target = torch.tensor([e.classes[task.name] for e in examples])
-            losses[task.name] = F.cross_entropy(out, target, ignore_index=-1) if (target >= 0).any() else out.sum() * 0
-        else:
-            pairs = [e.survival[task.name] for e in examples]
-            times, events = (torch.tensor(v, dtype=torch.float32) for v in zip(*pairs))
-            known = ~torch.isnan(times)
-            losses[task.name] = cox_partial_likelihood_loss(out[known], times[known], events[known])
-    return losses
+    return {t.name: task_head(t.kind).loss(outputs[t.name], targets_of(examples, t), t) for t in tasks}
 
 
 def _pattern_sum(pattern_logits: Tensor, examples: Sequence[Example]) -> tuple[Tensor, int]:
@@ -276,39 +242,9 @@ def _train_epoch(
         optimiser.step()
 
 
-def _class_arrays(task: TaskSpec, out: _Outputs, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and label indices of the cases labelled for a classification task."""
-    labels = np.array([e.classes[task.name] for e in examples])
-    return out.outputs[task.name].numpy()[labels >= 0], labels[labels >= 0]
-
-
-def _survival_arrays(task: TaskSpec, out: _Outputs, examples: Sequence[Example]) -> tuple[np.ndarray, ...]:
-    """Risk scores, times and events of the cases whose survival is known."""
-    times, events = (np.array(v, dtype=float) for v in zip(*(e.survival[task.name] for e in examples)))
-    known = ~np.isnan(times)
-    return out.outputs[task.name].numpy()[known], times[known], events[known].astype(bool)
-
-
-def _risk_calibration(task: TaskSpec, train_out: _Outputs, train: Sequence[Example]) -> RiskCalibration:
-    """Breslow baseline hazard at the horizon and tertile cut points, both from the training cohort."""
-    scores, times, events = _survival_arrays(task, train_out, train)
-    return RiskCalibration(
-        horizon_months=task.horizon_months,
-        baseline_cumulative_hazard=breslow_cumulative_hazard(times, events, scores, task.horizon_months),
-        cut_points=tuple(float(q) for q in np.quantile(train_out.outputs[task.name].numpy(), TERTILES)),
-    )
-
-
-def _set_targets(
-    task: TaskSpec, out: _Outputs, examples: Sequence[Example], calibration: Calibration
-) -> tuple[np.ndarray, np.ndarray]:
-    """Calibrated probabilities and label indices of the cases whose label is known (risk: at the horizon)."""
-    if task.kind == "classification":
-        logits, labels = _class_arrays(task, out, examples)
-        return task_probabilities(task, logits, calibration), labels
-    scores, times, events = _survival_arrays(task, out, examples)
-    labels = horizon_labels(times, events, task.horizon_months)
-    return task_probabilities(task, scores[labels >= 0], calibration), labels[labels >= 0]
+def _head_data(task: TaskSpec, out: _Outputs, examples: Sequence[Example]) -> tuple[np.ndarray, np.ndarray]:
+    """(outputs, targets) of one task over a split, as the head type's numpy arrays."""
+    return out.outputs[task.name].numpy(), targets_of(examples, task).numpy().astype(np.float64)
 
 
 def _dense_columns(examples: Sequence[Example], modality: str) -> np.ndarray | None:
@@ -364,62 +300,48 @@ def calibrate(
     """
     size = config.training.batch_size
     out = {name: evaluate(model, part, size) for name, part in splits.items() if name != "stopping"}
-    calibration = Calibration(temperatures={}, risk={})
-    unbounded: dict[str, float] = {}
+    data = {name: {t.name: _head_data(t, o, splits[name]) for t in config.tasks} for name, o in out.items()}
+    calibration = Calibration(tasks={})
+    records: dict[str, dict[str, Any]] = {}
     for task in config.tasks:
-        if task.kind == "classification":
-            logits, labels = _class_arrays(task, out["calibration"], splits["calibration"])
-            enough = len(labels) >= MIN_CALIBRATION_CASES
-            calibration.temperatures[task.name] = fit_temperature(logits, labels, TEMPERATURE_BOUNDS) if enough else 1.0
-            if enough:  # on the card: how far the never-sharpen bound moved the fit
-                unbounded[task.name] = fit_temperature(logits, labels)
-        else:
-            calibration.risk[task.name] = _risk_calibration(task, out["training"], splits["training"])
-        probs, labels = _set_targets(task, out["calibration"], splits["calibration"], calibration)
+        head = task_head(task.kind)
+        calibration.tasks[task.name], records[task.name] = head.fit_calibration(
+            task, data["training"][task.name], data["calibration"][task.name]
+        )
+        outputs, labels = head.labelled(task, *data["calibration"][task.name])
         if len(labels):
+            probs = head.probabilities(task, outputs, calibration.of(task))
             calibration.conformal[task.name] = ConformalSets.fit(probs, labels, SET_COVERAGE)
     calibration.ood, ood_report = _ood_detectors(model, splits, OOD_FALSE_ALARM_RATE, seed)
     metrics: dict[str, Any] = {}
     for task in config.tasks:
-        if task.kind == "classification":
-            logits, labels = _class_arrays(task, out["evaluation"], splits["evaluation"])
-            temperature = calibration.temperatures[task.name]
-            task_metrics = classification_metrics(logits, labels, temperature) if len(labels) else {}
-            if len(labels):
-                task_metrics["over_0.99"] = _confident(logits, labels, temperature, 0.99)
-        else:
-            task_metrics = survival_metrics(*_survival_arrays(task, out["evaluation"], splits["evaluation"]))
-        probs, labels = _set_targets(task, out["evaluation"], splits["evaluation"], calibration)
+        head = task_head(task.kind)
+        task_metrics = head.metrics(task, *data["evaluation"][task.name], calibration.of(task))
+        outputs, labels = head.labelled(task, *data["evaluation"][task.name])
         if len(labels) and task.name in calibration.conformal:
             sets = calibration.conformal[task.name]
+            probs = head.probabilities(task, outputs, calibration.of(task))
             task_metrics["set_coverage_target"] = sets.coverage
-            task_metrics.update(
-                {f"set_{k}": v for k, v in coverage_and_size(sets.members(probs), labels).items()}
-            )
+            task_metrics.update({f"set_{k}": v for k, v in coverage_and_size(sets.members(probs), labels).items()})
         if task_metrics:
             metrics[task.name] = task_metrics
     evaluation = out["evaluation"]
     if evaluation.n_patches:
         accuracy = evaluation.pattern_correct / evaluation.n_patches
         metrics["patch_pattern"] = {"n_patches": evaluation.n_patches, "accuracy": accuracy}
-    record = calibration_record(calibration, unbounded)
+    record = calibration_record(calibration, records)
     return calibration, {"evaluation": metrics, "ood": ood_report, "calibration": record}
 
 
-def _confident(logits: np.ndarray, labels: np.ndarray, temperature: float, level: float) -> dict[str, Any]:
-    """How many cases get a top probability above `level`, and how often that label is right."""
-    probs = softmax(logits, temperature)
-    sure = probs.max(axis=1) > level
-    correct = probs.argmax(axis=1)[sure] == labels[sure]
-    return {"n": int(sure.sum()), "accuracy": float(correct.mean()) if sure.any() else None}
-
-
-def calibration_record(calibration: Calibration, unbounded: dict[str, float]) -> dict[str, Any]:
-    """The fitted calibration for the model card."""
+def calibration_record(calibration: Calibration, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The fitted calibration for the model card: each task's record, temperatures gathered for a glance."""
     return {
-        "temperatures": calibration.temperatures,
+        "tasks": records,
+        "temperatures": {task: r["temperature"] for task, r in records.items() if "temperature" in r},
         "temperature_bounds": list(TEMPERATURE_BOUNDS),
-        "temperatures_unbounded": unbounded,
+        "temperatures_unbounded": {
+            task: r["temperature_unbounded"] for task, r in records.items() if "temperature_unbounded" in r
+        },
         "conformal": {task: c.to_dict() for task, c in calibration.conformal.items()},
     }
 
@@ -458,7 +380,7 @@ def fit(
 
 
 def train_fusion_model(
-    name: str,
+    config: FusionModelConfig,
     cases: Iterable[tuple[CaseInputs, CaseLabels]],
     out: Path,
     *,
@@ -469,10 +391,9 @@ def train_fusion_model(
     progress: bool = True,
     data_description: str = "",
 ) -> TrainResult:
-    """Train the registered model `name`, write checkpoint `out` and its card beside it."""
+    """Train a model of `config` (its name is its family), write checkpoint `out` and its card beside it."""
     started = time.perf_counter()
     out = Path(out)
-    config = fusion_model_config(name)
     with single_thread():
         torch.manual_seed(seed)
         examples = [make_example(i, l, kb, config) for i, l in tqdm(cases, desc="features", disable=not progress)]
@@ -487,7 +408,7 @@ def train_fusion_model(
         )
         calibration, report = calibrate(config, model, splits, seed=seed)
     knowledge = knowledge_record(kb, config)
-    payload = checkpoint_bytes(model, calibration, knowledge)
+    payload = checkpoint_bytes(model, calibration, knowledge, family=config.name)
     atomic_write_bytes(out, payload)
     sizes = {name: len(part) for name, part in splits.items()}
     training = {
@@ -504,21 +425,4 @@ def train_fusion_model(
     card = model_card(config, weights_sha256=sha256, metrics=report, training=training, knowledge=knowledge)
     return TrainResult(
         out, write_card(out, card), report["evaluation"], sizes, epochs_run, best_epoch, time.perf_counter() - started
-    )
-
-
-def demo_training(
-    out: Path, n_cases: int = 300, epochs: int = 60, seed: int = 0, progress: bool = True
-) -> TrainResult:
-    """Train `glioma_demo` on the in-memory demo cohort (patches embedded with hed_texture)."""
-    from demo.training import iter_training_cases  # the demo generator (and nilearn) only load here
-
-    cases = iter_training_cases(n_cases, seed=seed, encoder=create_encoder("hed_texture"))
-    return train_fusion_model(
-        "glioma_demo", cases, out, kb=load_knowledge("bundled"), epochs=epochs, seed=seed, progress=progress,
-        data_description=(
-            f"{n_cases} simulated demo glioma cases (seed {seed}): MRI on the MNI152 template, H&E-like tiles "
-            "from scikit-image's real IHC image, genomics and survival from TCGA pan-glioma frequencies; "
-            "random modality dropout."
-        ),
     )

@@ -42,7 +42,7 @@ def create_embedder(name: str = "minilm", **kw: Any) -> Embedder:
 @lru_cache(maxsize=2)
 def _load_transformer(model_dir: str) -> tuple[Any, Any]:
     # Imported here: transformers and torch take seconds to import and most callers never embed.
-    from fusion_models.encoders.torchvision_compat import ensure_torchvision
+    from toolkit.torchvision_compat import ensure_torchvision
 
     # transformers imports torchvision when installed, which fails beside CPU torch without this.
     ensure_torchvision()

@@ -30,7 +30,7 @@ def demo_cohort(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_checkpoint(tmp_path_factory) -> Path:
-    from fusion_models.train import demo_training
+    from demo.training import demo_training
 
     path = tmp_path_factory.mktemp("model") / "glioma_demo.pt"
     demo_training(path, n_cases=TEST_TRAINING_CASES, epochs=TEST_TRAINING_EPOCHS, seed=1, progress=False)

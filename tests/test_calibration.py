@@ -205,9 +205,10 @@ def test_checkpoint_without_sets_or_detectors_still_loads(demo_checkpoint, kb, f
 @pytest.fixture(scope="module")
 def tcga_checkpoint(shared_data, tmp_path_factory) -> Path:
     from fusion_models.tcga.checkpoint import train_linear_model
+    from fusion_models.tcga.family import linear_model_config
 
     out = tmp_path_factory.mktemp("tcga") / "tcga_glioma.json"
-    train_linear_model("tcga_glioma", shared_data / "tcga_glioma", out)
+    train_linear_model(linear_model_config("tcga_glioma"), shared_data / "tcga_glioma", out)
     return out
 
 

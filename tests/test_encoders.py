@@ -235,7 +235,7 @@ def test_open_clip_image_tower_with_local_weights(tmp_path):
 @pytest.mark.slow
 def test_torchvision_timm_and_open_clip_import_in_a_fresh_process():
     code = (
-        "from fusion_models.encoders.torchvision_compat import ensure_torchvision\n"
+        "from toolkit.torchvision_compat import ensure_torchvision\n"
         "ensure_torchvision(); ensure_torchvision()\n"
         "import torchvision, timm, open_clip\n"
         "import torch\n"

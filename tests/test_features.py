@@ -22,7 +22,7 @@ from fusion_models.features import (
     imaging_values,
 )
 from fusion_models.inputs import CaseInputs, GenomicsInput, ImagingTimepoint, SlideFeatures
-from fusion_models.registry import fusion_model_config
+from fusion_models.neural_family import fusion_model_config
 from knowledge.sources import KnowledgeBase, Pathway
 from schemas.case import CaseManifest, PathologyFindings
 from schemas.errors import InputError

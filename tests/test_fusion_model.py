@@ -27,7 +27,7 @@ from fusion_models.heads import GatedAttentionMIL, cox_partial_likelihood_loss, 
 from fusion_models.inference import habitat_attribution, load_fusion_model, predict
 from fusion_models.inputs import CaseInputs
 from fusion_models.model import FusionForward, FusionModel, FusionModelConfig, TaskSpec
-from fusion_models.registry import create_fusion_model, fusion_model_config, list_fusion_models
+from fusion_models.neural_family import create_fusion_model, fusion_model_config, list_fusion_models
 from fusion_models.train import drop_modalities, split_indices, train_fusion_model
 from schemas.case import CaseManifest
 from schemas.errors import InputError
@@ -110,7 +110,7 @@ def test_masked_modality_contributes_exactly_zero(name):
 
 def test_registry_lists_and_rejects_unknown_names():
     assert "glioma_demo" in list_fusion_models()
-    with pytest.raises(ValueError, match="unknown fusion model"):
+    with pytest.raises(ValueError, match="unknown model family .no_such_model."):
         create_fusion_model("no_such_model")
 
 
@@ -241,7 +241,10 @@ def small_training_set():
 @pytest.mark.slow
 def test_training_is_deterministic(small_training_set, kb, tmp_path):
     first, second = (
-        train_fusion_model("glioma_demo", small_training_set, tmp_path / name, kb=kb, epochs=2, seed=7, progress=False)
+        train_fusion_model(
+            fusion_model_config("glioma_demo"), small_training_set, tmp_path / name, kb=kb, epochs=2, seed=7,
+            progress=False,
+        )
         for name in ("a.pt", "b.pt")
     )
     a, b = load_fusion_model(first.checkpoint), load_fusion_model(second.checkpoint)
@@ -257,7 +260,7 @@ def test_training_refuses_unknown_labels(small_training_set, kb, tmp_path):
     inputs, labels = small_training_set[0]
     bad = [(inputs, dataclasses.replace(labels, grade="G5")), *small_training_set[1:]]
     with pytest.raises(InputError) as error:
-        train_fusion_model("glioma_demo", bad, tmp_path / "x.pt", kb=kb, epochs=1, progress=False)
+        train_fusion_model(fusion_model_config("glioma_demo"), bad, tmp_path / "x.pt", kb=kb, epochs=1, progress=False)
     assert error.value.field == "labels.grade"
     assert not (tmp_path / "x.pt").exists()
 

@@ -250,11 +250,12 @@ def test_real_tcga_genomics_only_cases_report_imaging_and_pathology_missing(shar
 @pytest.fixture(scope="session")
 def tcga_settings(shared_data, tmp_path_factory):
     from agents.context import Settings
-    from fusion_models.checkpoints import RECIPES
+    from fusion_models.registry import TrainingData, model_family
 
     out = tmp_path_factory.mktemp("tcga_model") / "tcga_glioma.json"
-    RECIPES.get("tcga_glioma").train(out, data=shared_data / "tcga_glioma", n_cases=0, epochs=0, seed=0)
-    return Settings(checkpoint=out, cache_dir=tmp_path_factory.mktemp("tcga_cache"))
+    data = TrainingData("TCGA glioma", folder=shared_data / "tcga_glioma")
+    model_family("tcga_glioma").train(out, data, epochs=0, seed=0)
+    return Settings(fusion_model="tcga_glioma", checkpoint=out, cache_dir=tmp_path_factory.mktemp("tcga_cache"))
 
 
 def test_tcga_model_reports_grade_subtype_and_risk_from_genomics_only(shared_data, tcga_settings, tmp_path):
@@ -271,7 +272,7 @@ def test_tcga_model_reports_grade_subtype_and_risk_from_genomics_only(shared_dat
         assert "imaging" in report.uncertainty.statement.lower()
 
 
-@pytest.mark.parametrize("content, field", [('{"format": "nope/9"}', "format"), ("not json", "format")])
+@pytest.mark.parametrize("content, field", [('{"format": "nope/9"}', "family"), ("not json", "checkpoint")])
 def test_unknown_checkpoint_formats_are_named(tmp_path, content, field):
     from fusion_models.checkpoints import load_checkpoint
     from schemas.errors import InputError

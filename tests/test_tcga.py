@@ -28,7 +28,7 @@ from fusion_models.tcga.cohort import (
     strata,
     stratified_folds,
 )
-from fusion_models.tcga.cv import (
+from evals.tcga_cv import (
     METRICS,
     HeldOut,
     cross_validate,
@@ -56,10 +56,9 @@ from fusion_models.tcga.model import (
     LinearModelConfig,
     RiskSpec,
     fit_linear_model,
-    linear_model_config,
-    list_linear_models,
     select_candidate,
 )
+from fusion_models.tcga.family import linear_model_config, list_linear_models
 from schemas.case import CaseManifest
 from schemas.errors import InputError
 from schemas.fusion import FusionOutput
@@ -393,8 +392,10 @@ def test_config_validation_and_registry():
         "tcga_glioma", "tcga_glioma_no_expression", "idh1_rule", "expression_logistic", "genomic_logistic",
         "cox_age_idh1",
     } <= set(METHODS.names())
-    with pytest.raises(ValueError, match="unknown linear model"):
+    with pytest.raises(ValueError, match="unknown model family 'nope'"):
         linear_model_config("nope")
+    with pytest.raises(ValueError, match="'glioma_demo' is not a linear model"):
+        linear_model_config("glioma_demo")
 
 
 # ---- cross-validation -----------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def prepare_model(key: str = "smollm2", models_dir: Path = DEFAULT_MODELS_DIR) -
     if digest != model.sha256:
         raise ModelNotAvailable(f"{source}: sha256 {digest} does not match the pinned {model.sha256}")
 
-    from fusion_models.encoders.torchvision_compat import ensure_torchvision
+    from toolkit.torchvision_compat import ensure_torchvision
 
     ensure_torchvision()  # transformers imports torchvision when it is installed
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer

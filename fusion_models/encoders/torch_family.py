@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from fusion_models.encoders.registry import PatchEncoder, check_tiles, register_encoder
-from fusion_models.encoders.torchvision_compat import ensure_torchvision
+from toolkit.torchvision_compat import ensure_torchvision
 
 if TYPE_CHECKING:
     import torch

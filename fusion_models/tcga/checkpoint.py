@@ -1,7 +1,7 @@
 """The linear model on disk: a JSON checkpoint of plain numbers (no pickle), its model card, and training.
 
-`train_linear_model(name, data_dir, out)` is what `evchain train` calls for a registered
-linear model: cohort folder in, checkpoint and card out, both written atomically.
+`train_linear_model(config, data_dir, out)` is what the linear families (fusion_models/tcga/family.py)
+train with: cohort folder in, checkpoint and card out, both written atomically.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from fusion_models.tcga.model import (
     LinearModelConfig,
     RiskHead,
     fit_linear_model,
-    linear_model_config,
 )
 from schemas.errors import InputError
 from toolkit.atomic import atomic_write_bytes
@@ -63,6 +62,7 @@ def to_payload(
     risk = model.risk
     return {
         "format": CHECKPOINT_FORMAT,
+        "family": model.config.name,
         "config": model.config.model_dump(mode="json"),
         "feature_names": list(model.feature_names),
         "preprocessor": {
@@ -136,7 +136,7 @@ def save_linear_model(
     return hashlib.sha256(data).hexdigest()
 
 
-def load_linear_model(path: Path) -> LoadedLinearModel:
+def read_linear_payload(path: Path) -> tuple[dict[str, Any], bytes]:
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "checkpoint", "file not found; train one with `evchain train`")
@@ -145,6 +145,10 @@ def load_linear_model(path: Path) -> LoadedLinearModel:
         payload = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise InputError(str(path), "checkpoint", f"not JSON: {error}") from None
+    return payload, raw
+
+
+def linear_model_from_payload(payload: dict[str, Any], raw: bytes, path: Path) -> LoadedLinearModel:
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise InputError(str(path), "format", f"expected {CHECKPOINT_FORMAT}")
     try:
@@ -152,7 +156,11 @@ def load_linear_model(path: Path) -> LoadedLinearModel:
         post_hoc = PostHocCalibration.from_dict(payload["post_hoc"]) if "post_hoc" in payload else None
     except (KeyError, TypeError, ValueError, ValidationError) as error:
         raise InputError(str(path), "checkpoint", f"malformed: {error!r}") from None
-    return LoadedLinearModel(model, hashlib.sha256(raw).hexdigest(), path, post_hoc)
+    return LoadedLinearModel(model, hashlib.sha256(raw).hexdigest(), Path(path), post_hoc)
+
+
+def load_linear_model(path: Path) -> LoadedLinearModel:
+    return linear_model_from_payload(*read_linear_payload(path), Path(path))
 
 
 def model_card(
@@ -220,10 +228,9 @@ def calibration_split(cohort: Cohort, seed: int) -> tuple[np.ndarray, np.ndarray
     return stratified_folds(cohort, CALIBRATION_FOLDS, seed)[0]
 
 
-def train_linear_model(name: str, data_dir: Path, out: Path) -> LinearTrainResult:
-    """Fit the registered linear model `name` on every case of `data_dir` (labels.csv + cases/)."""
+def train_linear_model(config: LinearModelConfig, data_dir: Path, out: Path) -> LinearTrainResult:
+    """Fit a linear model of `config` on every case of `data_dir` (labels.csv + cases/)."""
     started = time.perf_counter()
-    config = linear_model_config(name)
     cohort = load_cohort(data_dir)
     fit_index, calibration_index = calibration_split(cohort, config.seed)
     fitted_on = cohort.subset(fit_index)

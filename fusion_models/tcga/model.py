@@ -18,7 +18,6 @@ itself (bench/tcga_cv.py) is therefore nested CV.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,8 +34,7 @@ from fusion_models.calibration import (
 from fusion_models.tcga.cohort import TASK_LABELS, Cohort, stratified_folds
 from fusion_models.tcga.features import CLIN, CLINICAL_FEATURES, CNV, EXPR, MUT
 from fusion_models.tcga.linear import CoxFit, LogisticMember, Preprocessor, ensemble_logits, fit_cox
-from fusion_models.tcga.methods import Predictions, register_method
-from toolkit.registry import Registry
+from fusion_models.tcga.methods import Predictions
 
 INTENDED_USE = "research use only, not for diagnosis"
 # Every training case gets a held-out logit from the inner folds (hundreds of cases), enough
@@ -115,67 +113,6 @@ class LinearModelConfig(_Config):
             if name not in CLINICAL_FEATURES and (task not in tasks or label not in TASK_LABELS[task]):
                 raise ValueError(f"risk input {name!r} is neither a clinical feature nor 'task=label' of a classifier")
         return self
-
-
-ConfigFunction = Callable[[], LinearModelConfig]
-_REGISTRY: Registry[ConfigFunction] = Registry("linear model", missing=ValueError)
-
-
-def register_linear_model(name: str) -> Callable[[ConfigFunction], ConfigFunction]:
-    """Register a config function; the model also becomes a cross-validation method of that name."""
-
-    def decorator(function: ConfigFunction) -> ConfigFunction:
-        _REGISTRY.add(name, function)
-        register_method(name)(lambda cohort: fit_linear_model(linear_model_config(name), cohort))
-        return function
-
-    return decorator
-
-
-def list_linear_models() -> list[str]:
-    return _REGISTRY.names()
-
-
-def linear_model_config(name: str) -> LinearModelConfig:
-    config = _REGISTRY.get(name)()
-    if config.name != name:
-        raise ValueError(f"linear model registered as {name!r} calls itself {config.name!r}")
-    return config
-
-
-def _tcga_config(name: str, description: str, feature_blocks: tuple[str, ...]) -> LinearModelConfig:
-    return LinearModelConfig(
-        name=name,
-        version="2.0.0",
-        description=description,
-        classifiers=tuple(
-            ClassifierSpec(task=task, k_grid=K_GRID, C_grid=C_GRID) for task in ("grade", "molecular_subtype")
-        ),
-        risk=RiskSpec(inputs=RISK_INPUTS),
-        feature_blocks=feature_blocks,
-    )
-
-
-@register_linear_model("tcga_glioma")
-def tcga_glioma() -> LinearModelConfig:
-    return _tcga_config(
-        "tcga_glioma",
-        "Adult diffuse glioma (TCGA LGG + GBM): tumour RNA z-scores, copy number, mutation calls, age and sex "
-        "-> WHO grade, IDH/1p19q subtype, overall-survival risk. Penalised linear heads, settings chosen and "
-        "calibrated by inner CV.",
-        FEATURE_BLOCKS,
-    )
-
-
-@register_linear_model("tcga_glioma_no_expression")
-def tcga_glioma_no_expression() -> LinearModelConfig:
-    """The same model without expression: immune to TCGA's per-study z-scoring (GBM = grade 4 = its own batch)."""
-    return _tcga_config(
-        "tcga_glioma_no_expression",
-        "Adult diffuse glioma (TCGA LGG + GBM): copy number, mutation calls, age and sex (no expression) "
-        "-> WHO grade, IDH/1p19q subtype, overall-survival risk.",
-        (CNV, MUT, CLIN),
-    )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import fusion_models.tcga.baselines  # noqa: F401  (registers the baselines)
-import fusion_models.tcga.model  # noqa: F401  (registers the linear models)
+import fusion_models.tcga.family  # noqa: F401  (registers the linear models as methods)
 from evals.metrics import (
     Interval,
     accuracy,
