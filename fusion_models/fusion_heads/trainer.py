@@ -20,7 +20,8 @@ from fusion_models.calibration import fit_temperature
 from fusion_models.fusion_heads.base import FusionHead, HeadConfig, HeadOutput, HeadTask, create_fusion_head
 from fusion_models.fusion_heads.inputs import HeadInputs, Targets
 from fusion_models.heads import cox_partial_likelihood_loss
-from fusion_models.train import MIN_CALIBRATION_CASES, TEMPERATURE_BOUNDS, drop_modalities, single_thread
+from fusion_models.task_heads.classification import MIN_CALIBRATION_CASES, TEMPERATURE_BOUNDS
+from fusion_models.train import drop_modalities, single_thread
 from schemas.common import MODALITIES
 from toolkit.atomic import atomic_write_bytes
 
