@@ -55,7 +55,7 @@ def register_chat_model(name: str) -> Callable[[ChatModelFactory], ChatModelFact
 
 def _ensure_builtin() -> None:
     # Importing a backend module runs its @register_chat_model decorator.
-    from agents.llm import openai_backend  # noqa: F401
+    from agents.llm import openai_backend, transformers_backend  # noqa: F401
 
 
 def list_chat_models() -> list[str]:
