@@ -97,11 +97,10 @@ def structured_call(
             completion = chat.complete(
                 messages, task.json_schema, max_tokens=settings.llm_max_new_tokens, temperature=0.0
             )
-        except ChatModelUnavailable as exc:
+        except ChatModelError as exc:
+            # Unavailable, or a transport failure the backend already retried with backoff (timeouts, 5xx):
+            # asking again here would multiply its attempts (and its timeouts) by ours.
             return _fallback(fallback, record, start, one_line(str(exc)))
-        except ChatModelError as exc:  # transport: ask again with the same messages
-            error = one_line(str(exc))
-            continue
         record["prompt_tokens"] += completion.prompt_tokens
         record["completion_tokens"] += completion.completion_tokens
         transport_retries += completion.retries
