@@ -89,13 +89,14 @@ def main() -> None:
     parser.add_argument("--backends", default="deterministic,transformers,openai")
     parser.add_argument("--base-url", help="an already running OpenAI-compatible server for 'openai'")
     parser.add_argument("--served-model", default=SERVED, help="its served model name")
+    parser.add_argument("--llm-timeout", type=float, default=600.0, help="seconds per model request (CPU is slow)")
     args = parser.parse_args()
     if not (args.cohort / "cases").is_dir():
         from demo.cohort import build_demo_cohort
 
         build_demo_cohort(args.cohort, n_cases=max(args.n_cases, 4), progress=False)
     cases = list_case_dirs(args.cohort)[: args.n_cases]
-    base = Settings(checkpoint=args.checkpoint, figures=False)
+    base = Settings(checkpoint=args.checkpoint, figures=False, llm_timeout_s=args.llm_timeout)
     rows = []
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         for name in args.backends.split(","):
