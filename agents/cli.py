@@ -51,6 +51,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         encoder_weights=args.encoder_weights,
         knowledge_source=args.knowledge,
         drafting_backend=args.drafting,
+        llm_model=args.llm_model,
+        llm_base_url=args.llm_base_url,
     )
 
 
@@ -207,7 +209,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoder", default="hed_texture", help="registered patch encoder for raw slides")
     p.add_argument("--encoder-weights", type=Path, default=None, help="local weights for the patch encoder")
     p.add_argument("--knowledge", default="bundled", help="registered knowledge source")
-    p.add_argument("--drafting", default="deterministic", help="registered drafting backend")
+    p.add_argument("--drafting", default="deterministic",
+                   help="drafting backend: deterministic (templates), transformers (local folder), openai (server)")
+    p.add_argument("--llm-model", default=None,
+                   help="language model: a local model folder (transformers) or the served model name (openai)")
+    p.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint (openai), e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of report.html")
     p.add_argument("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT_S,
                    help="seconds one case may take before it is stopped as an error (0: no limit)")

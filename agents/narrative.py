@@ -52,7 +52,7 @@ from schemas.report import (
     SpatialEvidence,
 )
 
-SECTION_ORDER = ("decisions", "diagnosis", "markers", "growth", "spatial", "histology", "mechanism", "plan", "uncertainty")
+SECTION_ORDER = ("decisions", "diagnosis", "rationale", "markers", "growth", "spatial", "histology", "mechanism", "plan", "uncertainty")
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 # Marker statuses that leave a test for the board to order.
 OPEN_MARKER_STATUSES = ("not_tested", "predicted")
@@ -64,11 +64,13 @@ def build_narrative(
     report: EvidenceChainReport,
     flag_texts: Mapping[str, FlagText] | None = None,
     basis_texts: Mapping[str, LocalisedText] | None = None,
+    drafted: Sequence[NarrativeSection] = (),
 ) -> list[NarrativeSection]:
     """The sections of `SECTION_ORDER` that have something to say.
 
     `flag_texts` and `basis_texts` (from `check_consistency`) give flags and confidence bases their
-    Chinese; a flag or basis without one, or edited since, is quoted in its English wording."""
+    Chinese; a flag or basis without one, or edited since, is quoted in its English wording. `drafted`
+    holds the sections the drafting backend wrote (e.g. 'rationale'), placed by their key."""
     builders: dict[str, Callable[[], list[Sentence]]] = {
         "decisions": lambda: _decisions(report, flag_texts or {}),
         "diagnosis": lambda: _diagnosis(report, basis_texts or {}),
@@ -80,9 +82,11 @@ def build_narrative(
         "plan": lambda: _plan(report),
         "uncertainty": lambda: _uncertainty(report),
     }
+    written = {s.key: s for s in drafted}
     sections = [
         NarrativeSection(key=key, title=localise(Phrase(f"section.{key}")), sentences=builders[key]())
-        for key in SECTION_ORDER if key in builders
+        if key in builders else written[key]
+        for key in SECTION_ORDER if key in builders or key in written
     ]
     return [s for s in sections if s.sentences]
 

@@ -49,3 +49,23 @@ def knowledge(settings: Settings):
 
 def knowledge_index(settings: Settings) -> KnowledgeIndex:
     return _index(settings.knowledge_source, settings.embedder, Path(settings.cache_dir))
+
+
+@lru_cache(maxsize=4)
+def _chat_model(backend: str, model: str | None, base_url: str | None, timeout_s: float, max_retries: int):
+    from agents.llm.chat import create_chat_model
+
+    return create_chat_model(backend, model=model, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries)
+
+
+def chat_model(settings: Settings, backend: str):
+    """The chat model `backend` as the settings configure it (a ChatModelUnavailable is raised, not cached)."""
+    return _chat_model(backend, settings.llm_model, settings.llm_base_url, settings.llm_timeout_s, settings.llm_max_retries)
+
+
+@lru_cache(maxsize=4)
+def drafting_backend(settings: Settings):
+    """The drafting backend the settings name (its chat model is built on first use, see `chat_model`)."""
+    from agents.llm import create_drafting_backend
+
+    return create_drafting_backend(settings.drafting_backend, settings)

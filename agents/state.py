@@ -7,7 +7,14 @@ from typing import TypedDict
 from agents.consistency import FlagText
 from fusion_models.inputs import CaseInputs
 from schemas.fusion import FusionOutput
-from schemas.report import EvidenceChainReport, HistologyEvidence, LocalisedText, MechanismEvidence, SpatialEvidence
+from schemas.report import (
+    EvidenceChainReport,
+    HistologyEvidence,
+    LocalisedText,
+    MechanismEvidence,
+    NarrativeSection,
+    SpatialEvidence,
+)
 
 
 class CaseState(TypedDict, total=False):
@@ -25,6 +32,10 @@ class CaseState(TypedDict, total=False):
     histology_evidence: list[HistologyEvidence]  # vision_analysis
     mechanism_evidence: list[MechanismEvidence]  # retrieval
     draft: EvidenceChainReport  # drafting
+    # drafting: the sections the backend wrote (Sentence.source 'language_model', or 'template' when it fell
+    # back), and the template fill of the same sections, sentence for sentence, to replace a failing one.
+    draft_narrative: list[NarrativeSection]
+    fallback_narrative: list[NarrativeSection]
     report: EvidenceChainReport  # consistency_check, then human_review
     flag_texts: dict[str, FlagText]  # consistency_check: each flag's text in every language
     basis_texts: dict[str, LocalisedText]  # consistency_check: each conclusion's confidence basis (task -> text)

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from schemas.case import CaseManifest, PathologyFindings
+from schemas.drafting import DraftFill, DraftRequest
 from schemas.fusion import FusionOutput
 from schemas.reference import ReferenceReport
 from schemas.report import EvidenceChainReport
@@ -25,6 +26,8 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "fusion_output": FusionOutput,
     "evidence_chain_report": EvidenceChainReport,
     "reference_report": ReferenceReport,
+    "draft_request": DraftRequest,
+    "draft_fill": DraftFill,  # the generic fill; DraftRequest.fill_schema() narrows it to one case
 }
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 

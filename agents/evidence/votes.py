@@ -142,3 +142,27 @@ def cite(label: str, votes: dict[str, frozenset[str]]) -> tuple[list[str], list[
     supporting = [eid for eid, labels in votes.items() if label in labels]
     contradicting = [eid for eid, labels in votes.items() if label not in labels]
     return supporting, contradicting
+
+
+def diagnosis_citations(
+    label: str,
+    spatial: list[SpatialEvidence],
+    histology: list[HistologyEvidence],
+    mechanism: list[MechanismEvidence],
+    programme_of: dict[str, str],
+) -> tuple[list[str], list[str]]:
+    """Evidence for and against an integrated diagnosis: the grade and molecular-subtype evidence of what it states."""
+    # Imported here: the clinical package reads these votes through agents.consistency at import time.
+    from agents.clinical.profile import FAMILY_SUBTYPE, family_and_grade
+
+    family, grade = family_and_grade(label)
+    supporting: list[str] = []
+    contradicting: list[str] = []
+    parts = [("grade", f"G{grade}" if grade is not None else None),
+             ("molecular_subtype", FAMILY_SUBTYPE.get(family) if family is not None else None)]
+    for task, part in parts:
+        if part is not None:
+            s, c = cite(part, evidence_votes(task, spatial, histology, mechanism, programme_of))
+            supporting += s
+            contradicting += c
+    return list(dict.fromkeys(supporting)), [e for e in dict.fromkeys(contradicting) if e not in supporting]

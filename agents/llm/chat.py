@@ -23,6 +23,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     latency_s: float
+    retries: int = 0  # transport retries the backend needed (timeouts, 5xx); validation retries are counted above it
 
 
 class ChatModelError(RuntimeError):
@@ -52,9 +53,16 @@ def register_chat_model(name: str) -> Callable[[ChatModelFactory], ChatModelFact
     return _REGISTRY.register(name)
 
 
+def _ensure_builtin() -> None:
+    # Importing a backend module runs its @register_chat_model decorator.
+    from agents.llm import openai_backend, transformers_backend  # noqa: F401
+
+
 def list_chat_models() -> list[str]:
+    _ensure_builtin()
     return _REGISTRY.names()
 
 
 def create_chat_model(name: str, **kwargs: Any) -> ChatModel:
+    _ensure_builtin()
     return _REGISTRY.get(name)(**kwargs)

@@ -1,142 +1,55 @@
-"""The default drafting backend: fills the report from the evidence with fixed rules, no model.
+"""The default drafting backend, and every language-model backend's fallback: a fill from phrase templates.
 
-It never reads `clinical_notes` or a reference report, so free text cannot change
-a conclusion, flag or recommendation.
+It writes one sentence per conclusion citing the evidence the vote rules count for it, and one
+uncertainty sentence, in English and Chinese. It never reads `clinical_notes`.
 """
 
 from __future__ import annotations
 
-from agents.clinical import IntegratedDiagnosis, glioma_markers, integrated_diagnosis, marker_status, molecular_data
-from agents.clinical.profile import FAMILY_SUBTYPE, family_and_grade
-from agents.evidence.risk import risk_group
-from agents.evidence.votes import cite, evidence_votes
-from agents.llm.registry import DraftInputs, register_drafting_backend
-from fusion_models.gates import outside_trained_cancer_types
-from schemas.common import MODALITIES
-from schemas.fusion import TaskPrediction
-from schemas.report import (
-    Conclusion,
-    DiagnosisLayers,
-    EvidenceChainReport,
-    Marker,
-    Modalities,
-    Review,
-    Uncertainty,
-)
+from agents.context import Settings
+from agents.llm.registry import Drafted, register_drafting_backend
+from prompts import Listing, Phrase, Term, localise
+from schemas.drafting import ConclusionDigest, DraftFill, DraftRequest, Statement
 
-PRELIMINARY_BASIS = "calibrated model probability; not yet checked across modalities"
-DIAGNOSIS_BASIS = "WHO CNS5 rules over the tested markers and histology; posterior from the model; not yet checked"
+
+def template_fill(request: DraftRequest) -> DraftFill:
+    return DraftFill(
+        rationales={c.task: _rationale(c) for c in request.conclusions},
+        uncertainty=_statement(_uncertainty_phrase(request), []),
+    )
+
+
+def _statement(phrase: Phrase, evidence: list[str]) -> Statement:
+    text = localise(phrase)
+    return Statement(evidence=evidence, en=text.en, zh=text.zh)
+
+
+def _rationale(c: ConclusionDigest) -> Statement:
+    # A risk conclusion is read by its group; its label names the quantity (two-year mortality).
+    fields = {"task": Term("task", c.task), "label": Term("label", c.risk_group or c.label)}
+    if c.supporting_evidence:
+        return _statement(Phrase("rationale.supported", fields), list(c.supporting_evidence))
+    return _statement(Phrase("rationale.unsupported", fields), [])
+
+
+def _uncertainty_phrase(request: DraftRequest) -> Phrase:
+    """The largest source of uncertainty the draft can already name: a missing modality, else an open prediction set."""
+    if request.modalities_missing:
+        names = Listing(tuple(Term("modality", m) for m in request.modalities_missing))
+        return Phrase("rationale.uncertainty_missing", {"modalities": names})
+    open_sets = [c.task for c in request.conclusions if len(c.prediction_set) > 1]
+    if open_sets:
+        return Phrase("rationale.uncertainty_sets", {"tasks": Listing(tuple(Term("task", t) for t in open_sets))})
+    return Phrase("rationale.uncertainty_none")
 
 
 class DeterministicDrafter:
     name = "deterministic"
 
-    def draft(self, d: DraftInputs) -> EvidenceChainReport:
-        inputs = d.inputs
-        present = inputs.present_modalities()
-        missing = inputs.missing_modalities()
-        predictions = [p for p in d.fusion.predictions if p.task != "diagnosis"]
-        subtype = d.fusion.prediction("molecular_subtype")
-        # The glioma profile (markers, WHO CNS5 rules) says nothing about another cancer type.
-        glioma = not outside_trained_cancer_types(inputs)
-        markers = glioma_markers(
-            molecular_data(inputs.genomics, inputs.findings), d.mechanism,
-            subtype.probabilities if subtype is not None else None,
-        ) if glioma else []
-        diagnosis = [self._diagnosis(markers, d)] if glioma else []
-        return EvidenceChainReport(
-            case_id=inputs.manifest.case_id,
-            cancer_type=inputs.manifest.cancer_type,
-            provenance=d.provenance,
-            modalities=Modalities(present=present, missing=missing, unusable=list(inputs.unusable)),
-            conclusions=[*diagnosis, *(self._conclusion(p, d) for p in predictions)],
-            spatial_evidence=d.spatial,
-            histology_evidence=d.histology,
-            mechanism_evidence=d.mechanism,
-            markers=markers,
-            modality_contributions={k: round(v, 4) for k, v in d.fusion.modality_contributions.items()},
-            uncertainty=Uncertainty(level="low", statement="Not yet checked across modalities.", missing_modalities=missing),
-            review=Review(status="draft"),
-        )
-
-    @staticmethod
-    def _conclusion(prediction: TaskPrediction, d: DraftInputs) -> Conclusion:
-        label, _ = prediction.top()
-        votes = evidence_votes(prediction.task, d.spatial, d.histology, d.mechanism, d.programme_of)
-        supporting, contradicting = cite(label, votes)
-        class_probabilities = _rounded(prediction.probabilities, label)
-        return Conclusion(
-            task=prediction.task,
-            label=label,
-            probability=class_probabilities[label],
-            class_probabilities=class_probabilities,
-            score=None if prediction.score is None else round(prediction.score, 4),
-            risk_group=risk_group(prediction),
-            confidence="low",
-            confidence_basis=PRELIMINARY_BASIS,
-            modalities_used=list(d.fusion.modalities_used),
-            supporting_evidence=supporting,
-            contradicting_evidence=contradicting,
-            prediction_set=list(prediction.prediction_set),
-            prediction_set_coverage=prediction.set_coverage,
-        )
-
-    @staticmethod
-    def _diagnosis(markers: list[Marker], d: DraftInputs) -> Conclusion:
-        grade, subtype = d.fusion.prediction("grade"), d.fusion.prediction("molecular_subtype")
-        dx = integrated_diagnosis(
-            marker_status(markers), d.inputs.findings,
-            grade.probabilities if grade is not None else None,
-            subtype.probabilities if subtype is not None else None,
-        )
-        supporting, contradicting = _diagnosis_citations(dx, d)
-        class_probabilities = _rounded(dx.posterior, max(dx.posterior, key=dx.posterior.__getitem__))
-        probability = class_probabilities.get(dx.label, round(dx.probability, 4))
-        tested = {m.source for m in markers if m.status in ("detected", "not_detected")}
-        used = set(d.fusion.modalities_used)
-        used |= {"pathology"} if d.inputs.findings is not None else set()
-        used |= {"genomics"} if tested & {"mutation_call", "copy_number"} else set()
-        return Conclusion(
-            task="diagnosis",
-            label=dx.label,
-            probability=probability,
-            class_probabilities=class_probabilities,
-            confidence="low",
-            confidence_basis=DIAGNOSIS_BASIS,
-            modalities_used=[m for m in MODALITIES if m in used],
-            supporting_evidence=supporting,
-            contradicting_evidence=contradicting,
-            diagnosis_layers=DiagnosisLayers(
-                histology=dx.histology, cns_who_grade=dx.grade, molecular=dx.molecular, integrated=dx.label,
-                rules_applied=[f"{r.id}: {r.statement} [{r.citation()}]" for r in dx.rules],
-                missing_tests=list(dx.missing_tests), settled=dx.settled,
-                model_agreement=round(dx.model_agreement, 4),
-            ),
-        )
-
-
-def _diagnosis_citations(dx: IntegratedDiagnosis, d: DraftInputs) -> tuple[list[str], list[str]]:
-    """Evidence for and against the diagnosis: the grade and molecular-subtype evidence of what it states."""
-    family, grade = family_and_grade(dx.label)
-    supporting: list[str] = []
-    contradicting: list[str] = []
-    parts = [("grade", f"G{grade}" if grade is not None else None),
-             ("molecular_subtype", FAMILY_SUBTYPE.get(family) if family is not None else None)]
-    for task, label in parts:
-        if label is not None:
-            s, c = cite(label, evidence_votes(task, d.spatial, d.histology, d.mechanism, d.programme_of))
-            supporting += s
-            contradicting += c
-    return list(dict.fromkeys(supporting)), [e for e in dict.fromkeys(contradicting) if e not in supporting]
-
-
-def _rounded(probabilities: dict[str, float], label: str) -> dict[str, float]:
-    """Round to 4 places while keeping the sum at 1 (the remainder goes to the top label)."""
-    out = {k: round(v, 4) for k, v in probabilities.items()}
-    out[label] = round(out[label] + 1.0 - sum(out.values()), 4)
-    return out
+    def fill(self, request: DraftRequest) -> Drafted:
+        return Drafted(fill=template_fill(request), source="template")
 
 
 @register_drafting_backend("deterministic")
-def deterministic() -> DeterministicDrafter:
+def deterministic(_settings: Settings) -> DeterministicDrafter:  # every factory takes the settings; templates need none
     return DeterministicDrafter()

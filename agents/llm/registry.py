@@ -1,37 +1,37 @@
-"""Registry of drafting backends (timm-style: a decorator registers a factory under a name)."""
+"""Registry of drafting backends (timm-style: a decorator registers a factory under a name).
+
+A drafting backend turns a `DraftRequest` into a `DraftFill`: the language of a report, never its
+fixed parts (agents/assembly.py builds those for every backend).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-from fusion_models.inputs import CaseInputs
-from schemas.fusion import FusionOutput
-from schemas.report import EvidenceChainReport, HistologyEvidence, MechanismEvidence, Provenance, SpatialEvidence
+from agents.context import Settings
+from schemas.drafting import DraftFill, DraftRequest
+from schemas.report import LLMCall
 from toolkit.registry import Registry
 
 
 @dataclass(frozen=True)
-class DraftInputs:
-    """Everything a backend may use. Clinical notes arrive inside `inputs` as data only."""
+class Drafted:
+    """A backend's fill, who wrote it, and the model call behind it (None when no model was asked)."""
 
-    inputs: CaseInputs
-    fusion: FusionOutput
-    spatial: list[SpatialEvidence]
-    histology: list[HistologyEvidence]
-    mechanism: list[MechanismEvidence]
-    provenance: Provenance
-    programme_of: dict[str, str]  # pathway id -> programme key, from the knowledge base
+    fill: DraftFill
+    source: Literal["template", "language_model"]
+    call: LLMCall | None = None
 
 
 class DraftingBackend(Protocol):
     name: str
 
-    def draft(self, d: DraftInputs) -> EvidenceChainReport: ...
+    def fill(self, request: DraftRequest) -> Drafted: ...
 
 
-BackendFactory = Callable[..., DraftingBackend]
+BackendFactory = Callable[[Settings], DraftingBackend]
 _REGISTRY: Registry[BackendFactory] = Registry("drafting backend")
 
 
@@ -40,8 +40,8 @@ def register_drafting_backend(name: str) -> Callable[[BackendFactory], BackendFa
 
 
 def _ensure_builtin() -> None:
-    # Importing the module runs its @register_drafting_backend decorators.
-    from agents.llm import deterministic  # noqa: F401
+    # Importing the modules runs their @register_drafting_backend decorators.
+    from agents.llm import deterministic, drafter  # noqa: F401
 
 
 def list_drafting_backends() -> list[str]:
@@ -49,6 +49,6 @@ def list_drafting_backends() -> list[str]:
     return _REGISTRY.names()
 
 
-def create_drafting_backend(name: str, **kwargs) -> DraftingBackend:
+def create_drafting_backend(name: str, settings: Settings) -> DraftingBackend:
     _ensure_builtin()
-    return _REGISTRY.get(name)(**kwargs)
+    return _REGISTRY.get(name)(settings)

@@ -1,13 +1,22 @@
-"""drafting: fill the evidence-chain schema with the chosen backend (deterministic by default)."""
+"""drafting: the fixed parts of the report by code, then the language of it by the chosen backend.
+
+The backend (Settings.drafting_backend) only writes sentences and picks what they cite; the template
+fill of the same sentences goes into the state beside it, for the verifier to fall back on sentence
+by sentence.
+"""
 
 from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
 from agents import resources
+from agents.assembly import DraftInputs, assemble_draft
 from agents.context import Settings
 from agents.evidence.clinical_context import clinical_context
-from agents.llm import DraftInputs, create_drafting_backend
+from agents.llm import Drafted
+from agents.llm.deterministic import template_fill
+from agents.llm.request import draft_request
+from agents.llm.sections import draft_sections
 from agents.provenance import build_provenance
 from agents.state import CaseState
 from schemas.report import ModelInfo
@@ -26,7 +35,7 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         ModelInfo(name=f"embedder:{settings.embedder}", version="1"),
         ModelInfo(name=f"drafting:{settings.drafting_backend}", version="1"),
     ]
-    draft_inputs = DraftInputs(
+    draft = assemble_draft(DraftInputs(
         inputs=inputs,
         fusion=fusion,
         spatial=state["spatial_evidence"],
@@ -34,8 +43,18 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         mechanism=state["mechanism_evidence"],
         provenance=build_provenance(settings, models, inputs.files_read, inputs.conversions),
         programme_of={p.id: p.programme for p in kb.pathways if p.programme},
-    )
-    draft = create_drafting_backend(settings.drafting_backend).draft(draft_inputs)
+    ))
     # Quoted data from case.json, set here so that no drafting backend can reword or drop it.
     context = clinical_context(inputs.manifest, fusion.modality_contributions)
-    return {"draft": draft.model_copy(update={"clinical_context": context})}
+    draft = draft.model_copy(update={"clinical_context": context})
+    request = draft_request(draft, inputs.manifest.clinical_notes)
+    drafted = resources.drafting_backend(settings).fill(request)
+    fallback = drafted if drafted.source == "template" else Drafted(fill=template_fill(request), source="template")
+    if drafted.call is not None:
+        provenance = draft.provenance.model_copy(update={"llm_calls": [*draft.provenance.llm_calls, drafted.call]})
+        draft = draft.model_copy(update={"provenance": provenance})
+    return {
+        "draft": draft,
+        "draft_narrative": draft_sections(drafted, request, draft),
+        "fallback_narrative": draft_sections(fallback, request, draft),
+    }

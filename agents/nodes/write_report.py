@@ -20,7 +20,7 @@ from agents.state import CaseState
 
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     report = state["report"]
-    narrative = build_narrative(report, state.get("flag_texts"), state.get("basis_texts"))
+    narrative = build_narrative(report, state.get("flag_texts"), state.get("basis_texts"), state.get("draft_narrative", ()))
     report = report.model_validate(report.model_dump() | {"narrative": [s.model_dump() for s in narrative]})
     data = report.model_dump(mode="json")
     validate_report(data)
