@@ -23,8 +23,11 @@ from schemas.common import ContractModel, Modality
 from schemas.fusion import Task
 
 MAX_CITED = 4
-MAX_SENTENCE_EN = 200
-MAX_SENTENCE_ZH = 80
+# Bounds that keep a whole fill (five or so sentences) inside a small model's token budget: a weak model
+# tends to write every string to its limit, and a Chinese character costs an English-trained tokenizer
+# two or three tokens.
+MAX_SENTENCE_EN = 120
+MAX_SENTENCE_ZH = 40
 # A reply of one id or one word is not a sentence (a weak model otherwise writes "S1" and stops).
 MIN_SENTENCE_EN = 24
 MIN_SENTENCE_ZH = 6
