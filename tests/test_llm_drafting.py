@@ -74,6 +74,14 @@ def test_fill_schema_lets_a_decoder_cite_only_the_case_ids_and_answer_every_conc
     for bad in (invented, missing_task, extra_task):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
+    # Sized to the decoder's budget: (768 - 15) // (5 conclusions + 1) - 45 of keys and ids leaves 80 tokens a
+    # sentence: 13 Chinese characters (39 tokens at worst) and 41 English ones. Two conclusions leave 206.
+    assert small_request().sentence_bounds(768) == (104, 34)
+    five = small_request(conclusions=[ConclusionDigest(task=t, label="x", probability=0.5) for t in
+                                      ("diagnosis", "grade", "molecular_subtype", "risk", "response")])
+    assert five.sentence_bounds(768) == (41, 13)
+    bounds = five.fill_schema(768)["properties"]["uncertainty"]["properties"]
+    assert (bounds["en"]["maxLength"], bounds["zh"]["maxLength"]) == (41, 13)
     # What a decoder may not enforce, the request checks after pydantic.
     fill = DraftFill.model_validate(invented)
     assert request.check(fill) == ["rationales.grade.evidence: ['H9'] are not evidence ids of this case"]
@@ -150,8 +158,8 @@ def runs(demo_cohort, settings, smollm2, tmp_path_factory):
     manifest_path = injected / "cases" / INJECTED_CASE / "case.json"
     manifest_path.write_text(json.dumps(json.loads(manifest_path.read_text()) | {"clinical_notes": INJECTION}))
     llm = settings.model_copy(update={
-        # Room for a whole fill at the schema's bounds; retries have their own test below.
-        "drafting_backend": "transformers", "llm_model": smollm2, "llm_max_new_tokens": 900, "llm_max_retries": 0,
+        # The fill schema is sized to this budget, so a reply always closes; retries have their own test below.
+        "drafting_backend": "transformers", "llm_model": smollm2, "llm_max_new_tokens": 640, "llm_max_retries": 0,
     })
     out = {}
     for name, cohort, run_settings in [
