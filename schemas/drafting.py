@@ -23,8 +23,14 @@ from schemas.common import ContractModel, Modality
 from schemas.fusion import Task
 
 MAX_CITED = 4
-MAX_SENTENCE_EN = 200
-MAX_SENTENCE_ZH = 80
+# One sentence, at most; DraftRequest.sentence_bounds shortens them further to fit the decoder's token budget.
+MAX_SENTENCE_EN = 120
+MAX_SENTENCE_ZH = 40
+# Token budget of a fill, worst case: a character of English text costs at most one token, a Chinese
+# character at most three (byte tokens), and the keys, ids and punctuation of one sentence about 45.
+STATEMENT_OVERHEAD_TOKENS = 45
+FILL_OVERHEAD_TOKENS = 15
+ZH_TOKENS_PER_CHAR = 3
 # A reply of one id or one word is not a sentence (a weak model otherwise writes "S1" and stops).
 MIN_SENTENCE_EN = 24
 MIN_SENTENCE_ZH = 6
@@ -76,17 +82,26 @@ class DraftRequest(ContractModel):
     def tasks(self) -> list[str]:
         return [c.task for c in self.conclusions]
 
-    def fill_schema(self) -> dict[str, Any]:
+    def sentence_bounds(self, token_budget: int) -> tuple[int, int]:
+        """Most characters of an English and of a Chinese sentence such that a whole fill, every string
+        written to its limit (a weak model's habit), still closes within `token_budget` generated tokens."""
+        per_sentence = (token_budget - FILL_OVERHEAD_TOKENS) // (len(self.conclusions) + 1) - STATEMENT_OVERHEAD_TOKENS
+        zh = min(MAX_SENTENCE_ZH, max(MIN_SENTENCE_ZH, per_sentence // (2 * ZH_TOKENS_PER_CHAR)))
+        en = min(MAX_SENTENCE_EN, max(MIN_SENTENCE_EN, per_sentence - ZH_TOKENS_PER_CHAR * zh))
+        return en, zh
+
+    def fill_schema(self, token_budget: int | None = None) -> dict[str, Any]:
         """The JSON Schema of a fill for this case: one rationale per conclusion, ids from this case only,
-        sentences short enough for a small model's token budget."""
+        and, given the decoder's `token_budget`, sentences short enough that the reply always closes."""
         schema = copy.deepcopy(DraftFill.model_json_schema())
         statement = schema.pop("$defs")["Statement"]
         ids = self.evidence_ids()
         statement["properties"]["evidence"] |= {"maxItems": MAX_CITED if ids else 0}
         if ids:
             statement["properties"]["evidence"]["items"] = {"type": "string", "enum": ids}
-        statement["properties"]["en"] |= {"minLength": MIN_SENTENCE_EN, "maxLength": MAX_SENTENCE_EN}
-        statement["properties"]["zh"] |= {"minLength": MIN_SENTENCE_ZH, "maxLength": MAX_SENTENCE_ZH}
+        en, zh = (MAX_SENTENCE_EN, MAX_SENTENCE_ZH) if token_budget is None else self.sentence_bounds(token_budget)
+        statement["properties"]["en"] |= {"minLength": MIN_SENTENCE_EN, "maxLength": en}
+        statement["properties"]["zh"] |= {"minLength": MIN_SENTENCE_ZH, "maxLength": zh}
         schema["properties"]["rationales"] = {
             "type": "object",
             "description": schema["properties"]["rationales"]["description"],

@@ -2,8 +2,9 @@
 
 The language-model tests run the real SmolLM2-135M-Instruct folder (prepared once from its PyPI
 package, nothing downloaded) through the `transformers` chat model with xgrammar-constrained
-decoding, on two demo cases: DEMO-001 (imaging only, three flags) with instruction-like clinical
-notes, and DEMO-003 (no pathology) as it is.
+decoding on DEMO-001 (imaging only, three flags) with instruction-like clinical notes, compared with
+the deterministic runs of DEMO-001 (clean and injected) and DEMO-003 (no pathology). One model run:
+on these shared 2-core machines a report of SmolLM2 takes 1 to 4 minutes.
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ def test_fill_schema_lets_a_decoder_cite_only_the_case_ids_and_answer_every_conc
     for bad in (invented, missing_task, extra_task):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
+    # Sized to the decoder's budget: (768 - 15) // (5 conclusions + 1) - 45 of keys and ids leaves 80 tokens a
+    # sentence: 13 Chinese characters (39 tokens at worst) and 41 English ones. Two conclusions leave 206.
+    assert small_request().sentence_bounds(768) == (104, 34)
+    five = small_request(conclusions=[ConclusionDigest(task=t, label="x", probability=0.5) for t in
+                                      ("diagnosis", "grade", "molecular_subtype", "risk", "response")])
+    assert five.sentence_bounds(768) == (41, 13)
+    bounds = five.fill_schema(768)["properties"]["uncertainty"]["properties"]
+    assert (bounds["en"]["maxLength"], bounds["zh"]["maxLength"]) == (41, 13)
     # What a decoder may not enforce, the request checks after pydantic.
     fill = DraftFill.model_validate(invented)
     assert request.check(fill) == ["rationales.grade.evidence: ['H9'] are not evidence ids of this case"]
@@ -140,7 +149,7 @@ def smollm2() -> str:
 
 @pytest.fixture(scope="module")
 def runs(demo_cohort, settings, smollm2, tmp_path_factory):
-    """DEMO-003 as it is and DEMO-001 with instruction-like notes, with each backend; DEMO-001 clean, deterministic."""
+    """Deterministic: DEMO-001 and DEMO-003 clean, DEMO-001 injected; the language model: DEMO-001 injected."""
     root = tmp_path_factory.mktemp("llm_drafting")
     clean, injected = root / "clean", root / "injected"
     for case_id in (CLEAN_CASE, INJECTED_CASE):
@@ -149,15 +158,14 @@ def runs(demo_cohort, settings, smollm2, tmp_path_factory):
     manifest_path = injected / "cases" / INJECTED_CASE / "case.json"
     manifest_path.write_text(json.dumps(json.loads(manifest_path.read_text()) | {"clinical_notes": INJECTION}))
     llm = settings.model_copy(update={
-        "drafting_backend": "transformers", "llm_model": smollm2, "llm_max_new_tokens": 512, "llm_max_retries": 1,
+        # The fill schema is sized to this budget, so a reply always closes; retries have their own test below.
+        "drafting_backend": "transformers", "llm_model": smollm2, "llm_max_new_tokens": 640, "llm_max_retries": 0,
     })
     out = {}
     for name, cohort, run_settings in [
         ("det_clean", clean, settings), ("det_injected", injected, settings),
-        ("llm_clean", root / "llm_clean", llm), ("llm_injected", injected, llm),
+        ("llm_injected", injected, llm),
     ]:
-        if name == "llm_clean":  # DEMO-003 only: one model run per case is enough
-            shutil.copytree(clean / "cases" / CLEAN_CASE, cohort / "cases" / CLEAN_CASE)
         results = run_batch(cohort, root / f"out_{name}", run_settings, progress=False)
         assert all(r.status == "ok" for r in results), [(r.case_id, r.error) for r in results]
         out[name] = {r.case_id: EvidenceChainReport.model_validate_json((root / f"out_{name}" / r.case_id / "report.json").read_text())
@@ -175,10 +183,6 @@ def decisions(report: EvidenceChainReport):
     )
 
 
-def test_language_model_drafting_changes_no_conclusion_flag_or_recommendation(runs):
-    assert decisions(runs["llm_clean"][CLEAN_CASE]) == decisions(runs["det_clean"][CLEAN_CASE])
-
-
 def test_instruction_like_notes_move_nothing_with_either_backend(runs):
     clean = decisions(runs["det_clean"][INJECTED_CASE])
     assert decisions(runs["det_injected"][INJECTED_CASE]) == clean
@@ -187,13 +191,12 @@ def test_instruction_like_notes_move_nothing_with_either_backend(runs):
     assert "G2" not in {c.label for c in injected.conclusions}
 
 
-@pytest.mark.parametrize("run, case_id", [("llm_clean", CLEAN_CASE), ("llm_injected", INJECTED_CASE)])
-def test_every_model_call_is_recorded_and_its_sentences_are_in_the_report(runs, run, case_id):
-    report = runs[run][case_id]
+def test_the_model_call_is_recorded_and_its_sentences_are_in_the_report(runs):
+    report = runs["llm_injected"][INJECTED_CASE]
     (call,) = report.provenance.llm_calls
     assert call.agent == "drafting" and call.backend == "transformers" and call.model == "smollm2-135m-instruct"
     assert len(call.prompt_sha256) == 64 and call.prompt_tokens > 0 and call.completion_tokens > 0
-    assert call.retries <= 1 and call.latency_s > 0
+    assert call.retries == 0 and call.latency_s > 0
     assert (call.outcome == "accepted") == (call.error is None), call  # a fallback always says why
     keys = [s.key for s in report.narrative]
     assert keys.index("rationale") == keys.index("diagnosis") + 1 and keys == [k for k in SECTION_ORDER if k in keys]
@@ -205,11 +208,13 @@ def test_every_model_call_is_recorded_and_its_sentences_are_in_the_report(runs, 
     assert all(set(s.evidence) <= ids for s in rationale.sentences)
 
 
-def test_deterministic_run_records_no_model_call_and_writes_template_sentences(runs):
-    report = runs["det_clean"][CLEAN_CASE]
+@pytest.mark.parametrize("case_id", [CLEAN_CASE, INJECTED_CASE])
+def test_deterministic_run_records_no_model_call_and_writes_template_sentences(runs, case_id):
+    report = runs["det_clean"][case_id]
     assert report.provenance.llm_calls == []
     (rationale,) = [s for s in report.narrative if s.key == "rationale"]
     assert {s.source for s in rationale.sentences} == {"template"}
+    assert len(rationale.sentences) == len(report.conclusions) + 1 and all(s.grounded for s in rationale.sentences)
 
 
 def test_a_reply_that_never_validates_is_retried_with_its_errors_then_falls_back(smollm2):

@@ -29,7 +29,7 @@ class LanguageModelDrafter:
                 "evidence_ids": request.evidence_ids(), "tasks": request.tasks(),
             },
             output=DraftFill,
-            json_schema=request.fill_schema(),
+            json_schema=request.fill_schema(self.settings.llm_max_new_tokens),
             check=request.check,
         )
         result = structured_call(task, lambda: template_fill(request), self.settings, self.name)
