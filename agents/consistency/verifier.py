@@ -92,17 +92,11 @@ class VerifiedNarrative:
 @dataclass(frozen=True)
 class SentenceCheck:
     claims: list[Claim]
-    failures: list[tuple[Claim, str]]  # (claim, why it failed), claims in reading order
-    uncited: bool  # cites nothing and is not a declared uncited phrase
+    failures: list[tuple[Claim, str]]  # (claim, why it failed), in reading order
 
     @property
     def passed(self) -> bool:
-        return not self.failures and not self.uncited
-
-    def first_failure(self) -> tuple[Claim, str]:
-        if self.uncited:
-            return Claim("citation", "", self.claims[0].text if self.claims else ""), "the sentence cites no evidence"
-        return self.failures[0]
+        return not self.failures
 
 
 class Verifier:
@@ -138,8 +132,11 @@ class Verifier:
         named = [c.entity for c in claims if c.kind == "citation"]
         scope = self.scope(section, named)
         failures = [(c, why) for c in claims if (why := check_claim(c, scope)) is not None]
-        declared = sentence.source == "template" and sentence.phrase in UNCITED_PHRASES
-        return SentenceCheck(claims, failures, uncited=not sentence.evidence and not declared)
+        if not sentence.evidence and not (sentence.source == "template" and sentence.phrase in UNCITED_PHRASES):
+            uncited = Claim("citation", "", sentence.text.en)  # the claim that the sentence rests on evidence
+            claims.insert(0, uncited)
+            failures.insert(0, (uncited, "the sentence cites no evidence"))
+        return SentenceCheck(claims, failures)
 
 
 def verify_narrative(
@@ -172,7 +169,7 @@ def verify_narrative(
             replacement = _replacement(verifier, section.key, index, sentence, aligned)
             if replacement is not None:
                 kept.append(replacement)
-            claim, reason = check.first_failure()
+            claim, reason = check.failures[0]
             failures.append(ClaimFailure(section.key, index, sentence, claim, reason,
                                          "replaced" if replacement is not None else "removed"))
         if kept:
