@@ -2,8 +2,8 @@
 
 Sentences come from the phrase tables in prompts/ (one phrase per sentence kind and
 language), so numbers are formatted once and read the same in both languages. Each
-sentence is checked against the numbers of what it cites: `grounded=False` marks a
-sentence with a number that the cited evidence does not state.
+sentence carries its phrase key and the evidence it cites, and leaves here unverified
+(`grounded=False`): the claim verifier (agents/consistency/verifier.py) decides.
 
 `SECTION_ORDER` is the one place that orders a report: what the board must decide first,
 then the conclusions, then the evidence. A new section is a key there, a builder in
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from pydantic import BaseModel
-
-from agents.consistency.confidence import HIGH_PROBABILITY, MODERATE_PROBABILITY, uncertainty_phrases
+from agents.consistency.confidence import uncertainty_phrases
 from agents.consistency.growth import growth_phrase
 from agents.consistency.grounding import (
     ACTIVITY_DECIMALS,
@@ -27,17 +25,15 @@ from agents.consistency.grounding import (
     PROBABILITY_DECIMALS,
     VAF_DECIMALS,
     VOLUME_DECIMALS,
-    cited_values,
     fmt,
     fmt_percent,
     fmt_probability,
-    sentence_is_grounded,
-    values_of,
 )
 from agents.clinical.profile import RULES_BY_ID
 from agents.consistency.rules import FlagText
 from agents.evidence.risk import RISK_SCALE, SURVIVAL_BANDS, conclusion_survival
 from agents.evidence.spatial import RANO_VOLUMETRIC
+from agents.evidence.votes import evidence_votes
 from agents.sampling import enhancing_tumour, latest_units, rationale_key
 from prompts import FieldValue, Listing, Phrase, Term, localise
 from schemas.report import (
@@ -56,24 +52,22 @@ SECTION_ORDER = ("decisions", "diagnosis", "rationale", "markers", "growth", "sp
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 # Marker statuses that leave a test for the board to order.
 OPEN_MARKER_STATUSES = ("not_tested", "predicted")
-# The band edges a confidence basis states.
-_BASIS_CONSTANTS = (HIGH_PROBABILITY, MODERATE_PROBABILITY)
 
 
 def build_narrative(
     report: EvidenceChainReport,
     flag_texts: Mapping[str, FlagText] | None = None,
     basis_texts: Mapping[str, LocalisedText] | None = None,
-    drafted: Sequence[NarrativeSection] = (),
+    programme_of: Mapping[str, str] | None = None,
 ) -> list[NarrativeSection]:
     """The sections of `SECTION_ORDER` that have something to say.
 
     `flag_texts` and `basis_texts` (from `check_consistency`) give flags and confidence bases their
-    Chinese; a flag or basis without one, or edited since, is quoted in its English wording. `drafted`
-    holds the sections the drafting backend wrote (e.g. 'rationale'), placed by their key."""
+    Chinese; a flag or basis without one, or edited since, is quoted in its English wording.
+    `programme_of` (pathway id -> programme, from the knowledge base) lets a pathway's vote be stated."""
     builders: dict[str, Callable[[], list[Sentence]]] = {
         "decisions": lambda: _decisions(report, flag_texts or {}),
-        "diagnosis": lambda: _diagnosis(report, basis_texts or {}),
+        "diagnosis": lambda: _diagnosis(report, basis_texts or {}, programme_of or {}),
         "markers": lambda: _markers(report),
         "growth": lambda: _growth(report),
         "spatial": lambda: _spatial(report),
@@ -82,25 +76,23 @@ def build_narrative(
         "plan": lambda: _plan(report),
         "uncertainty": lambda: _uncertainty(report),
     }
-    written = {s.key: s for s in drafted}
     sections = [
         NarrativeSection(key=key, title=localise(Phrase(f"section.{key}")), sentences=builders[key]())
-        if key in builders else written[key]
-        for key in SECTION_ORDER if key in builders or key in written
+        for key in SECTION_ORDER if key in builders
     ]
     return [s for s in sections if s.sentences]
 
 
-def _sentence(
-    report: EvidenceChainReport, phrase: Phrase, evidence: Sequence[str], about: Sequence[BaseModel] = (),
-    values: Sequence[float] = (),
-) -> Sentence:
-    """A sentence citing `evidence`; `about` holds the non-evidence items (a conclusion, a target) it quotes,
-    `values` the constants of a rule it states (thresholds)."""
-    text = localise(phrase)
-    cited = list(dict.fromkeys(evidence))
-    numbers = cited_values(report, cited) + values_of(*about) + list(values)
-    return Sentence(text=text, evidence=cited, grounded=sentence_is_grounded(text.en, numbers))
+def place_sections(base: Sequence[NarrativeSection], sections: Sequence[NarrativeSection]) -> list[NarrativeSection]:
+    """`base` with `sections` put at their `SECTION_ORDER` place, each replacing the section of its key."""
+    by_key = {s.key: s for s in base} | {s.key: s for s in sections}
+    rank = {key: i for i, key in enumerate(SECTION_ORDER)}
+    return sorted(by_key.values(), key=lambda s: rank.get(s.key, len(rank)))
+
+
+def _sentence(phrase: Phrase, evidence: Sequence[str]) -> Sentence:
+    """A template sentence citing `evidence`; unverified until the claim verifier has checked it."""
+    return Sentence(text=localise(phrase), evidence=list(dict.fromkeys(evidence)), grounded=False, phrase=phrase.key)
 
 
 def _quoted(text: str) -> LocalisedText:
@@ -118,8 +110,8 @@ def _flag_ids(report: EvidenceChainReport, kind: str, modality: str | None = Non
 def _absent(report: EvidenceChainReport, modality: str, missing_key: str, empty_key: str) -> list[Sentence]:
     """The one sentence of an empty section: the modality is missing (citing its flag), or yielded nothing."""
     if modality in report.modalities.missing:
-        return [_sentence(report, Phrase(missing_key), _flag_ids(report, "missing_modality", modality))]
-    return [_sentence(report, Phrase(empty_key), _flag_ids(report, "unusable_input", modality))]
+        return [_sentence(Phrase(missing_key), _flag_ids(report, "missing_modality", modality))]
+    return [_sentence(Phrase(empty_key), _flag_ids(report, "unusable_input", modality))]
 
 
 def _decisions(report: EvidenceChainReport, flag_texts: Mapping[str, FlagText]) -> list[Sentence]:
@@ -133,21 +125,24 @@ def _decisions(report: EvidenceChainReport, flag_texts: Mapping[str, FlagText]) 
             "severity": Term("severity", flag.severity), "kind": Term("flag_kind", flag.kind),
             "message": text.message, "action": text.action,
         })
-        sentences.append(_sentence(report, phrase, [flag.id, *flag.evidence]))
+        sentences.append(_sentence(phrase, [flag.id, *flag.evidence]))
     open_markers = [m for m in report.markers if m.status in OPEN_MARKER_STATUSES]
     if open_markers:
         names = Listing(tuple(Term("marker", m.marker) for m in open_markers))
         evidence = [i for m in open_markers for i in m.evidence]
         # the numbers in a marker's name (1p/19q, +7/-10) are the marker's own, not values to ground
-        sentences.append(_sentence(report, Phrase("decisions.missing_tests", {"markers": names}), evidence, about=open_markers))
+        sentences.append(_sentence(Phrase("decisions.missing_tests", {"markers": names}), evidence))
     if not sentences:
-        sentences.append(_sentence(report, Phrase("decisions.none"), []))
+        sentences.append(_sentence(Phrase("decisions.none"), []))
     return sentences
 
 
-def _diagnosis(report: EvidenceChainReport, basis_texts: Mapping[str, LocalisedText]) -> list[Sentence]:
+def _diagnosis(
+    report: EvidenceChainReport, basis_texts: Mapping[str, LocalisedText], programme_of: Mapping[str, str]
+) -> list[Sentence]:
     """Each conclusion with its probability, confidence and why; then the evidence against it."""
     sentences = _integrated_diagnosis(report) + _clinical_context(report)
+    evidence = (report.spatial_evidence, report.histology_evidence, report.mechanism_evidence, dict(programme_of))
     for c in report.conclusions:
         if c.diagnosis_layers is not None:  # stated above, layer by layer
             continue
@@ -159,14 +154,26 @@ def _diagnosis(report: EvidenceChainReport, basis_texts: Mapping[str, LocalisedT
         }
         survival = conclusion_survival(c)
         if survival is not None and c.score is not None:
-            sentences.append(_risk_sentence(report, c, survival))
+            sentences.append(_risk_sentence(c, survival))
         else:
             phrase = Phrase("summary.conclusion", fields)
-            sentences.append(_sentence(report, phrase, c.supporting_evidence, about=(c,), values=_BASIS_CONSTANTS))
-        if c.contradicting_evidence:
-            against = Phrase("summary.against", {"task": Term("task", c.task), "label": Term("label", c.label)})
-            sentences.append(_sentence(report, against, c.contradicting_evidence, about=(c,)))
+            sentences.append(_sentence(phrase, c.supporting_evidence))
+        sentences += _against(c, evidence_votes(c.task, *evidence))
     return sentences
+
+
+def _against(c: Conclusion, votes: Mapping[str, frozenset[str]]) -> list[Sentence]:
+    """The evidence against a conclusion, grouped by what it reads as instead (agents/evidence/votes.py):
+    a sentence says what its evidence shows, never more."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for eid in c.contradicting_evidence:
+        groups.setdefault(tuple(sorted(votes.get(eid, ()))), []).append(eid)
+    fields: dict[str, FieldValue] = {"task": Term("task", c.task), "label": Term("label", c.label)}
+    return [
+        _sentence(Phrase("summary.against", fields | {"labels": Listing(tuple(Term("label", v) for v in labels), "list")}), ids)
+        if labels else _sentence(Phrase("summary.against_listed", fields), ids)
+        for labels, ids in groups.items()
+    ]
 
 
 def _integrated_diagnosis(report: EvidenceChainReport) -> list[Sentence]:
@@ -177,28 +184,27 @@ def _integrated_diagnosis(report: EvidenceChainReport) -> list[Sentence]:
         return []
     layers = dx.diagnosis_layers
     grade: FieldValue = Term("word", "not_assigned") if layers.cns_who_grade is None else str(layers.cns_who_grade)
-    sentences = [_sentence(report, Phrase("diagnosis.integrated", {
+    sentences = [_sentence(Phrase("diagnosis.integrated", {
         "label": Term("label", dx.label), "p": fmt_probability(dx.probability),
         "confidence": Term("confidence", dx.confidence), "grade": grade,
-    }), dx.supporting_evidence, about=(dx,))]
+    }), dx.supporting_evidence)]
     top = max(dx.class_probabilities, key=dx.class_probabilities.__getitem__)
     if top != dx.label:
-        quoted = LocalisedText(en=top, zh=top)  # the candidate's own label (its grade) is quoted, not computed
-        sentences.append(_sentence(report, Phrase("diagnosis.most_probable", {
+        sentences.append(_sentence(Phrase("diagnosis.most_probable", {
             "label": Term("label", top), "p": fmt_probability(dx.class_probabilities[top]),
-        }), [], about=(dx, quoted)))
+        }), []))
     for rule in (RULES_BY_ID[r.split(":", 1)[0]] for r in layers.rules_applied):
         citations = Listing(tuple(Term("citation", c) for c in rule.citations), "comma")
-        sentences.append(_sentence(report, Phrase("diagnosis.rule", {
+        sentences.append(_sentence(Phrase("diagnosis.rule", {
             "rule": Term("rule", rule.id), "citation": citations,
-        }), [], about=(dx,)))
+        }), []))
     return sentences
 
 
 def _markers(report: EvidenceChainReport) -> list[Sentence]:
     """The markers table says each status; a sentence only where a result needs its caveat read out."""
     return [
-        _sentence(report, Phrase("marker.r132h_note"), m.evidence, about=(m,))
+        _sentence(Phrase("marker.r132h_note"), m.evidence)
         for m in report.markers
         if m.source == "immunohistochemistry" and m.status == "not_detected" and "R132H" in (m.value or "")
     ]
@@ -219,10 +225,10 @@ def _clinical_context(report: EvidenceChainReport) -> list[Sentence]:
     phrase = Phrase("summary.clinical_context", {
         "weight": fmt(context.clinical_weight, PROBABILITY_DECIMALS), "details": Listing(tuple(parts), "comma"),
     })
-    return [_sentence(report, phrase, [], about=(context,))]
+    return [_sentence(phrase, [])]
 
 
-def _risk_sentence(report: EvidenceChainReport, c: Conclusion, survival: float) -> Sentence:
+def _risk_sentence(c: Conclusion, survival: float) -> Sentence:
     """Estimated 2-year survival, the band that names the risk group, and the scale of the score."""
     bands = SURVIVAL_BANDS
     band = Phrase(f"risk.band.{c.risk_group}", {
@@ -233,7 +239,7 @@ def _risk_sentence(report: EvidenceChainReport, c: Conclusion, survival: float) 
         "band": band, "confidence": Term("confidence", c.confidence), "score": fmt(c.score or 0.0, PROBABILITY_DECIMALS),
         "hr": fmt(RISK_SCALE.hazard_ratio_per_step, 1), "years": Term("years", str(RISK_SCALE.horizon_years)),
     })
-    return _sentence(report, phrase, c.supporting_evidence, about=(c, bands, RISK_SCALE))
+    return _sentence(phrase, c.supporting_evidence)
 
 
 def _growth(report: EvidenceChainReport) -> list[Sentence]:
@@ -246,7 +252,7 @@ def _growth(report: EvidenceChainReport) -> list[Sentence]:
             "vr": fmt(rano.response_volume_percent, 0), "pr": fmt(rano.response_product_percent, 0),
         })
         phrase = Phrase("summary.growth", {"growth": growth_phrase(s), "reading": reading})
-        sentences.append(_sentence(report, phrase, [s.id], about=(rano,)))
+        sentences.append(_sentence(phrase, [s.id]))
     return sentences
 
 
@@ -271,8 +277,8 @@ def _spatial_clauses(s: SpatialEvidence) -> list[FieldValue]:
     return clauses
 
 
-def _spatial_sentence(report: EvidenceChainReport, s: SpatialEvidence) -> Sentence:
-    return _sentence(report, Phrase("spatial.unit", {
+def _spatial_sentence(s: SpatialEvidence) -> Sentence:
+    return _sentence(Phrase("spatial.unit", {
         "phenotype": Term("phenotype", s.phenotype), "unit": s.unit_id, "level": Term("unit_level", s.unit_level),
         "details": Listing(tuple(_spatial_clauses(s)), "comma"),
     }), [s.id])
@@ -281,7 +287,7 @@ def _spatial_sentence(report: EvidenceChainReport, s: SpatialEvidence) -> Senten
 def _spatial(report: EvidenceChainReport) -> list[Sentence]:
     if not report.spatial_evidence:
         return _absent(report, "imaging", "spatial.none_missing", "spatial.none")
-    return [_spatial_sentence(report, s) for s in report.spatial_evidence if s.unit_level != "longitudinal"]
+    return [_spatial_sentence(s) for s in report.spatial_evidence if s.unit_level != "longitudinal"]
 
 
 def _number(value: float) -> str:
@@ -348,7 +354,7 @@ _HISTOLOGY_PHRASES: dict[str, Callable[[HistologyEvidence], Phrase]] = {
 def _histology(report: EvidenceChainReport) -> list[Sentence]:
     if not report.histology_evidence:
         return _absent(report, "pathology", "histology.none_missing", "histology.none")
-    return [_sentence(report, _HISTOLOGY_PHRASES[h.origin](h), [h.id]) for h in report.histology_evidence]
+    return [_sentence(_HISTOLOGY_PHRASES[h.origin](h), [h.id]) for h in report.histology_evidence]
 
 
 def _mechanism_clauses(m: MechanismEvidence) -> list[FieldValue]:
@@ -389,7 +395,7 @@ def _mechanism(report: EvidenceChainReport) -> list[Sentence]:
     if not report.mechanism_evidence:
         return _absent(report, "genomics", "mechanism.none_missing", "mechanism.none")
     return [
-        _sentence(report, Phrase("mechanism.item", {
+        _sentence(Phrase("mechanism.item", {
             "name": _event_name(m), "id": m.pathway_id, "details": Listing(tuple(_mechanism_clauses(m)), "comma"),
         }), [m.id])
         for m in report.mechanism_evidence
@@ -408,16 +414,15 @@ def _plan(report: EvidenceChainReport) -> list[Sentence]:
     """Why there is a plan or none (the statement), then one sentence per target."""
     sentences = []
     if report.sampling_statement is not None:
-        dx = [c for c in report.conclusions if c.task == "diagnosis"]
         phrase = Phrase("plan.statement", {"text": report.sampling_statement})
-        sentences.append(_sentence(report, phrase, [], about=(*dx, *report.sampling_plan)))
+        sentences.append(_sentence(phrase, []))
     enhancing = enhancing_tumour(latest_units(report.spatial_evidence))
     sentences += [
-        _sentence(report, Phrase("plan.target", {
+        _sentence(Phrase("plan.target", {
             "rank": str(t.rank), "phenotype": Term("phenotype", t.phenotype), "unit": t.unit_id,
             "eig": fmt(t.expected_information_gain, BITS_DECIMALS),
             "rationale": Term("rationale", rationale_key(t.phenotype, enhancing)),
-        }), t.evidence, about=(t,))
+        }), t.evidence)
         for t in report.sampling_plan
     ]
     return sentences
@@ -425,6 +430,6 @@ def _plan(report: EvidenceChainReport) -> list[Sentence]:
 
 def _uncertainty(report: EvidenceChainReport) -> list[Sentence]:
     return [
-        _sentence(report, phrase, ids)
+        _sentence(phrase, ids)
         for phrase, ids in uncertainty_phrases(report.modalities, report.consistency_flags, report.conclusions)
     ]

@@ -30,7 +30,7 @@ from agents.output import FINGERPRINT_FILE, case_lock, clean_leftovers, leftover
 from agents.provenance import code_version
 from fusion_models.inputs import load_manifest
 from schemas.errors import InputError
-from schemas.report import EvidenceChainReport
+from schemas.report import EvidenceChainReport, GroundingSummary
 from toolkit.atomic import atomic_write_text
 from toolkit.case_files import folder_fingerprint
 
@@ -140,7 +140,17 @@ def _headline(report: EvidenceChainReport) -> dict[str, object]:
     out["flags"] = [f.kind for f in report.consistency_flags if f.kind not in ("missing_modality",)]
     out["first_target"] = report.sampling_plan[0].unit_id if report.sampling_plan else None
     out["missing"] = list(report.modalities.missing)
+    out["grounding"] = report.grounding.model_dump() if report.grounding is not None else None
     return out
+
+
+def grounding_totals(results: list[CaseResult]) -> dict[str, int]:
+    """The claim verifier's counts summed over the cohort's reports."""
+    totals = dict.fromkeys(GroundingSummary.model_fields, 0)
+    for r in results:
+        for key, value in (r.headline.get("grounding") or {}).items():
+            totals[key] += value
+    return totals
 
 
 @lru_cache(maxsize=1)
@@ -295,6 +305,7 @@ class Summary:
                 "n_ok": sum(r.status == "ok" for r in results),
                 "n_reused": sum(r.reused for r in results),
                 "n_failed": sum(r.status != "ok" for r in results),
+                "grounding": grounding_totals(results),
                 "cases": [asdict(r) for r in results],
                 "pending": sorted(self.pending),
             },

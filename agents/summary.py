@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents.runner import BATCH_SUMMARY, CaseResult
+from agents.runner import BATCH_SUMMARY, CaseResult, grounding_totals
 
 
 def exit_code(results: list[CaseResult]) -> int:
@@ -29,6 +29,9 @@ def format_summary(results: list[CaseResult]) -> str:
     reused = sum(r.reused for r in results)
     kept = f" ({reused} already up to date, kept)" if reused else ""
     lines.append(f"{ok}/{len(results)} cases reported{kept} in {total:.1f} s")
+    g = grounding_totals(results)
+    lines.append(f"claims verified: {g['claims_passed']}/{g['claims_checked']} passed in {g['sentences_checked']} sentences; "
+                 f"{g['sentences_stripped']} sentences stripped (replaced or removed)")
     return "\n".join(lines)
 
 

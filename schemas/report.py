@@ -310,6 +310,10 @@ class Sentence(ContractModel):
     source: Literal["template", "language_model", "clinician"] = Field(
         default="template", description="Who wrote it: fixed templates, a language model, or a reviewer."
     )
+    phrase: str | None = Field(
+        default=None,
+        description="Phrase-table key a template sentence was rendered from (None when a model or reviewer wrote it).",
+    )
 
 
 class NarrativeSection(ContractModel):

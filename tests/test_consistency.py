@@ -9,7 +9,8 @@ import pytest
 
 from agents.consistency import ConsistencyContext, check_consistency, list_rules, register_rule, run_rules
 from agents.consistency.confidence import adjust_confidence, base_confidence, lowered
-from agents.consistency.grounding import cited_values, fmt, numbers_in, sentence_is_grounded, values_of
+from agents.consistency.claims import Scope
+from agents.consistency.grounding import fmt, number_is_grounded, numbers_in, values_of
 from schemas.case import PathologyFindings
 from schemas.common import CONFIDENCE_ORDER, SourceRef
 from schemas.report import (
@@ -521,12 +522,11 @@ def test_numbers_in_reads_quantities_not_identifiers():
     assert numbers_in("centroid (12, -30, 8) mm; change +1.5 mL") == [12.0, -30.0, 8.0, 1.5]
 
 
-def test_sentence_grounding_uses_the_written_rounding():
-    assert sentence_is_grounded("Enhancing component: 12.3 mL.", [12.345])
-    assert sentence_is_grounded("Share 45% of the lesion.", values_of(unit("S2", "enhancing", 12.3, fraction=0.449)))
-    assert not sentence_is_grounded("Enhancing component: 12.4 mL.", [12.345])
-    assert not sentence_is_grounded("Enhancing component: 14 mL, probability 0.91.", [0.91])
-    assert sentence_is_grounded("No number in unit T0:enhancing (S2).", [])
+def test_number_grounding_uses_the_written_rounding():
+    assert number_is_grounded(12.3, 1, None, [12.345])
+    assert number_is_grounded(45.0, 0, None, values_of(unit("S2", "enhancing", 12.3, fraction=0.449)))
+    assert not number_is_grounded(12.4, 1, None, [12.345])
+    assert not number_is_grounded(14.0, 0, None, [0.91])
     assert fmt(-0.001, 2) == "0.00" and fmt(0.31, 2, signed=True) == "+0.31"
 
 
@@ -534,6 +534,7 @@ def test_cited_values_cover_evidence_and_flags():
     result = check(oedema_biopsy)
     report, _ = oedema_biopsy()
     report = report.model_copy(update={"consistency_flags": result.flags})
-    values = cited_values(report, ["S2", "F2"])
+    items = {i.id: i for i in (*report.spatial_evidence, *report.consistency_flags)}
+    values = Scope(known_ids=frozenset(items), cited=(items["S2"], items["F2"])).values
     assert 12.3 in values and 2.0 in values  # S2 volume; WHO grade 2 quoted in F2's message
     assert 30.2 not in values  # S4 was not cited

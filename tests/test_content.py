@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from agents.consistency import ConsistencyContext, check_consistency, list_rules
-from agents.consistency.grounding import sentence_is_grounded
 from agents.evidence.clinical_context import clinical_context, presenting_symptoms
 from agents.evidence.histology import citable_patches
 from agents.evidence.risk import SURVIVAL_BANDS, risk_group
@@ -236,9 +235,16 @@ def _report(spatial=(), conclusions=(), context: ClinicalContext | None = None) 
     )
 
 
+def narrative(report: EvidenceChainReport) -> list[NarrativeSection]:
+    """The narrative as write_report keeps it: every sentence through the claim verifier."""
+    from test_narrative import verified
+
+    return verified(report, build_narrative(report)).narrative
+
+
 def _summary(report: EvidenceChainReport):
     """What a board reads before the evidence: the diagnosis section (conclusions, risk, context) and growth."""
-    return [sent for s in build_narrative(report) if s.key in ("diagnosis", "growth") for sent in s.sentences]
+    return [sent for s in narrative(report) if s.key in ("diagnosis", "growth") for sent in s.sentences]
 
 
 def test_summary_states_growth_with_dates_rate_and_the_rano_caveat():
@@ -279,7 +285,7 @@ def test_spatial_sentences_name_the_lobe_and_call_the_ring_a_ratio():
         volume_ml=17.5, ratio_to_lesion=1.326, centroid_mm=(-30.0, 40.0, 20.0), hemisphere="left", lobe="frontal",
         source=SourceRef(file="imaging/T0/lesion_mask.nii.gz"),
     )
-    (sentence,) = next(s for s in build_narrative(_report([ring])) if s.key == "spatial").sentences
+    (sentence,) = next(s for s in narrative(_report([ring])) if s.key == "spatial").sentences
     assert sentence.grounded
     assert "1.33 × the lesion volume" in sentence.text.en and "left frontal lobe" in sentence.text.en
     assert "of the lesion" not in sentence.text.en.replace("the lesion volume", "")
@@ -324,6 +330,6 @@ def test_cited_patch_sentence_reads_attention_against_uniform():
         source=SourceRef(file="pathology/s1.h5", locator="features[0]"),
     )
     report = _report().model_copy(update={"histology_evidence": [item]})
-    (sentence,) = next(s for s in build_narrative(report) if s.key == "histology").sentences
+    (sentence,) = next(s for s in narrative(report) if s.key == "histology").sentences
     assert "attention 50.0 × uniform over 100000 patches" in sentence.text.en and sentence.grounded
     assert "attention 0.00" not in sentence.text.en

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import string
+from functools import lru_cache
 from typing import get_args
 
 import pytest
 
 from agents.consistency import ConsistencyContext, check_consistency
-from agents.consistency.grounding import fmt_probability, numbers_in, sentence_is_grounded
+from agents.consistency.grounding import fmt_probability, number_is_grounded, numbers_in
+from agents.consistency.verifier import verify_narrative
 from agents.narrative import SECTION_ORDER, build_narrative
 from agents.render import md_escape, render_html, render_markdown
 from agents.sampling import sampling_plan
@@ -56,8 +58,28 @@ def finalise(scenario, histology_text: str | None = None) -> EvidenceChainReport
         "consistency_flags": result.flags, "conclusions": result.conclusions, "uncertainty": result.uncertainty,
         "sampling_plan": plan.targets, "sampling_statement": plan.statement,
     })
-    narrative = build_narrative(checked, result.flag_texts, result.basis_texts)
-    return EvidenceChainReport.model_validate({**checked.model_dump(), "narrative": [s.model_dump() for s in narrative]})
+    return verified(checked, build_narrative(checked, result.flag_texts, result.basis_texts, programmes()))
+
+
+@lru_cache(maxsize=1)
+def _knowledge():
+    from knowledge.sources import load_knowledge
+
+    return load_knowledge("bundled")
+
+
+def programmes() -> dict[str, str]:
+    return {p.id: p.programme for p in _knowledge().pathways if p.programme}
+
+
+def verified(report: EvidenceChainReport, narrative: list[NarrativeSection]) -> EvidenceChainReport:
+    """What write_report does with a narrative: the claim verifier keeps, replaces or removes each sentence."""
+    result = verify_narrative(report, narrative, narrative, programme_of=programmes(), genes=_knowledge().gene_universe)
+    return EvidenceChainReport.model_validate({
+        **report.model_dump(), "narrative": [s.model_dump() for s in result.sections],
+        "consistency_flags": [f.model_dump() for f in (*report.consistency_flags, *result.flags)],
+        "grounding": result.summary.model_dump(),
+    })
 
 
 def numbers_written(en: str) -> list[float]:
@@ -140,7 +162,8 @@ def test_edited_flag_is_quoted_in_its_own_words_in_chinese():
     report = finalise(oedema_biopsy)
     edited = report.consistency_flags[0].model_copy(update={"message": "Reviewer: imaging 12.3 mL rim is convincing."})
     report = report.model_copy(update={"consistency_flags": [edited, *report.consistency_flags[1:]]})
-    sentences = [s for s in section_sentences(build_narrative(report), "decisions") if s.evidence[0] == "F1"]
+    sentences = [s for s in section_sentences(verified(report, build_narrative(report)).narrative, "decisions")
+                 if s.evidence[0] == "F1"]
     assert "「Reviewer: imaging 12.3 mL rim is convincing.」" in sentences[0].text.zh
     assert sentences[0].text.zh.startswith("警告（跨模态不一致）")
     assert sentences[0].grounded
@@ -162,10 +185,10 @@ def test_probabilities_are_never_written_as_certainties(p, written):
 
 
 def test_a_written_bound_is_grounded_only_by_a_value_beyond_it():
-    assert sentence_is_grounded("probability > 0.99", [0.997])
-    assert not sentence_is_grounded("probability > 0.99", [0.98])
-    assert sentence_is_grounded("probability < 0.01", [0.001])
-    assert not sentence_is_grounded("probability < 0.01", [0.2])
+    assert number_is_grounded(0.99, 2, ">", [0.997])
+    assert not number_is_grounded(0.99, 2, ">", [0.98])
+    assert number_is_grounded(0.01, 2, "<", [0.001])
+    assert not number_is_grounded(0.01, 2, "<", [0.2])
 
 
 def section_sentences(sections: list[NarrativeSection], key: str) -> list[Sentence]:

@@ -1,8 +1,8 @@
 """Numbers in claims: how they are written, and whether each one traces to cited evidence.
 
-Every number the report writes goes through `fmt`, and `sentence_is_grounded` re-applies
+Every number the report writes goes through `fmt`, and `number_is_grounded` re-applies
 the same rounding to the cited values, so a correctly quoted value always matches and an
-invented one never does.
+invented one never does. The claim verifier (claims.py) reads numbers with `NUMBER`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from collections.abc import Iterable, Sequence
 
 from pydantic import BaseModel
 
-from schemas.report import EvidenceChainReport
 
 # Decimals per kind of quantity: one writing convention for every language and template.
 PROBABILITY_DECIMALS = 2
@@ -31,9 +30,9 @@ DEFAULT_TOLERANCE = 1e-9
 # A quantity stands alone: digits glued to letters, ids or paths (IDH1, S2, T0:enhancing,
 # GO:0001666, 1p/19q, CNS5) are names, not numbers. Only ASCII counts as glue, so a number
 # next to a Chinese character is still read.
-_NUMBER = re.compile(r"(?<![A-Za-z0-9_.:/\-−])([-−]?)(\d+(?:\.\d+)?)(?![A-Za-z0-9_/]|\.\d)")
+NUMBER = re.compile(r"(?<![A-Za-z0-9_.:/\-−])([-−]?)(\d+(?:\.\d+)?)(?![A-Za-z0-9_/]|\.\d)")
 # A bound written by fmt_probability ('> 0.99', '< 0.01') holds when some cited value lies beyond it.
-_BOUND = re.compile(r"([<>])\s?$")
+BOUND = re.compile(r"([<>])\s?$")
 
 
 def fmt(value: float, decimals: int, signed: bool = False) -> str:
@@ -66,31 +65,19 @@ def fmt_percent(fraction: float) -> str:
 def numbers_in(text: str) -> list[float]:
     """Every stand-alone number in `text`, signed, in order of appearance."""
     return [
-        -float(digits) if sign else float(digits) for sign, digits in _NUMBER.findall(text)
+        -float(digits) if sign else float(digits) for sign, digits in NUMBER.findall(text)
     ]
 
 
-def _decimals(number_text: str) -> int:
-    return len(number_text.split(".")[1]) if "." in number_text else 0
-
-
-def sentence_is_grounded(
-    sentence_en: str, cited_evidence_values: Sequence[float], tol: float = DEFAULT_TOLERANCE
+def number_is_grounded(
+    written: float, decimals: int, bound: str | None, values: Sequence[float], tol: float = DEFAULT_TOLERANCE
 ) -> bool:
-    """True when every number in the sentence equals a cited value rounded as the sentence writes it."""
-    for match in _NUMBER.finditer(sentence_en):
-        sign, digits = match.groups()
-        written = -float(digits) if sign else float(digits)
-        bound = _BOUND.search(sentence_en[: match.start()])
-        if bound is not None:
-            beyond = (lambda v: v > written) if bound.group(1) == ">" else (lambda v: v < written)
-            if not any(beyond(v) for v in cited_evidence_values):
-                return False
-            continue
-        d = _decimals(digits)
-        if not any(abs(float(fmt(v, d)) - written) <= tol for v in cited_evidence_values):
-            return False
-    return True
+    """True when some value, rounded as the number is written, equals it (or, for a bound '>'/'<', lies beyond it)."""
+    if bound == ">":
+        return any(v > written for v in values)
+    if bound == "<":
+        return any(v < written for v in values)
+    return any(abs(float(fmt(v, decimals)) - written) <= tol for v in values)
 
 
 def values_of(*items: BaseModel) -> list[float]:
@@ -119,10 +106,3 @@ def _collect(value: object, out: list[float]) -> None:
     elif isinstance(value, Iterable):
         for v in value:
             _collect(v, out)
-
-
-def cited_values(report: EvidenceChainReport, ids: Iterable[str]) -> list[float]:
-    """Numbers stated by the evidence items and flags with these ids."""
-    wanted = set(ids)
-    items = [*report.spatial_evidence, *report.histology_evidence, *report.mechanism_evidence, *report.consistency_flags]
-    return values_of(*(item for item in items if item.id in wanted))

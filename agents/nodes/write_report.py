@@ -1,7 +1,9 @@
-"""write_report: narrative sentences with evidence ids, then report.json + Markdown (en, zh) + HTML, atomically.
+"""write_report: narrative sentences verified claim by claim, then report.json + Markdown (en, zh) + HTML, atomically.
 
-The report is re-validated (pydantic, then the generated JSON Schema with
-jsonschema) before anything touches the disk.
+The narrative is the template's, with any sections a drafting backend wrote (`draft_narrative`) in
+their place; the claim verifier keeps what its cited evidence shows, falls back to the deterministic
+sentence (`fallback_narrative`, else the template) or removes it, and flags each failure. The report
+is re-validated (pydantic, then the generated JSON Schema with jsonschema) before anything touches the disk.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from pathlib import Path
 
 from langgraph.runtime import Runtime
 
+from agents import resources
+from agents.consistency.verifier import verify_narrative
 from agents.context import Settings
-from agents.narrative import build_narrative
+from agents.narrative import build_narrative, place_sections
 from agents.output import FINGERPRINT_FILE, validate_report, write_case_folder
 from agents.render import render_html, render_markdown
 from agents.state import CaseState
@@ -20,8 +24,19 @@ from agents.state import CaseState
 
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     report = state["report"]
-    narrative = build_narrative(report, state.get("flag_texts"), state.get("basis_texts"), state.get("draft_narrative", ()))
-    report = report.model_validate(report.model_dump() | {"narrative": [s.model_dump() for s in narrative]})
+    kb = resources.knowledge(runtime.context)
+    programme_of = {p.id: p.programme for p in kb.pathways if p.programme}
+    template = build_narrative(report, state.get("flag_texts"), state.get("basis_texts"), programme_of)
+    verified = verify_narrative(
+        report, place_sections(template, state.get("draft_narrative", [])),
+        fallback=place_sections(template, state.get("fallback_narrative", [])),
+        programme_of=programme_of, genes=kb.gene_universe,
+    )
+    report = report.model_validate(report.model_dump() | {
+        "narrative": [s.model_dump() for s in verified.sections],
+        "consistency_flags": [f.model_dump() for f in (*report.consistency_flags, *verified.flags)],
+        "grounding": verified.summary.model_dump(),
+    })
     data = report.model_dump(mode="json")
     validate_report(data)
     files = {
