@@ -18,6 +18,7 @@ from schemas.drafting import DraftFill, DraftRequest
 from schemas.fusion import FusionOutput
 from schemas.reference import ReferenceReport
 from schemas.report import EvidenceChainReport
+from schemas.review import ReviewStep
 
 JSON_DIR = Path(__file__).parent / "json"
 EXPORTED: dict[str, type[BaseModel]] = {
@@ -28,6 +29,7 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "reference_report": ReferenceReport,
     "draft_request": DraftRequest,
     "draft_fill": DraftFill,  # the generic fill; DraftRequest.fill_schema() narrows it to one case
+    "review_step": ReviewStep,
 }
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 

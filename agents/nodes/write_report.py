@@ -19,6 +19,7 @@ from agents.context import Settings
 from agents.narrative import build_narrative, place_sections
 from agents.output import FINGERPRINT_FILE, validate_report, write_case_folder
 from agents.render import render_html, render_markdown
+from agents.review import workflow as review_workflow
 from agents.state import CaseState
 
 
@@ -37,6 +38,7 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         "consistency_flags": [f.model_dump() for f in (*report.consistency_flags, *verified.flags)],
         "grounding": verified.summary.model_dump(),
     })
+    report = review_workflow.for_write(report, state, runtime.context)
     data = report.model_dump(mode="json")
     validate_report(data)
     files = {
@@ -45,6 +47,7 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         "report.zh.md": render_markdown(report, "zh"),
         "report.html": render_html(report, runtime.context.lang),
     }
+    files.update(state.get("closed_versions", {}))  # approved versions a reopened report replaces
     if "fingerprint" in state:
         # In the same atomic step as the report, so a resumed batch never trusts a report it did not finish.
         files[FINGERPRINT_FILE] = json.dumps(state["fingerprint"], indent=2) + "\n"
