@@ -30,7 +30,7 @@ from fusion_models.calibration import (
     horizon_labels,
     softmax,
 )
-from fusion_models.card import classification_metrics, model_card, survival_metrics, write_card
+from fusion_models.card import classification_metrics, model_card, reliability_record, survival_metrics, write_card
 from fusion_models.conformal import ConformalSets, coverage_and_size
 from fusion_models.encoders import create_encoder
 from fusion_models.features import CaseTensors, build_features, collate
@@ -390,6 +390,8 @@ def calibrate(
         else:
             task_metrics = survival_metrics(*_survival_arrays(task, out["evaluation"], splits["evaluation"]))
         probs, labels = _set_targets(task, out["evaluation"], splits["evaluation"], calibration)
+        if len(labels):  # on the card: the curve a report's figure places each conclusion on
+            task_metrics["reliability"] = reliability_record(probs, labels)
         if len(labels) and task.name in calibration.conformal:
             sets = calibration.conformal[task.name]
             task_metrics["set_coverage_target"] = sets.coverage
