@@ -38,6 +38,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         encoder_weights=args.encoder_weights,
         knowledge_source=args.knowledge,
         drafting_backend=args.drafting,
+        figures=not getattr(args, "no_figures", False),
     )
 
 
@@ -141,6 +142,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--knowledge", default="bundled", help="registered knowledge source")
     p.add_argument("--drafting", default="deterministic", help="registered drafting backend")
     p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of report.html")
+    p.add_argument("--no-figures", action="store_true", help="render no pictures (MRI, slide, markers) into the report")
     p.add_argument("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT_S,
                    help="seconds one case may take before it is stopped as an error (0: no limit)")
 

@@ -106,13 +106,11 @@ def style() -> Iterator[None]:
     families = [LATIN_FONT] + ([cjk_font()] if cjk_font() else [])
     with matplotlib.rc_context(
         {
-            "font.family": "sans-serif",
-            "font.sans-serif": families,
+            # Named families, not the generic 'sans-serif': matplotlib falls back glyph by glyph only across names.
+            "font.family": families,
             "font.size": 9,
             "axes.titlesize": 10,
             "axes.unicode_minus": False,
-            "svg.hashsalt": "evidencechain",
-            "path.simplify": False,
         }
     ):
         yield
