@@ -82,13 +82,12 @@ def calibration(ctx: FigureContext) -> list[Rendered]:
         ax.set_title(f"{ctx.text(Term('task', c.task))}: {ctx.text(Term('label', c.label))}\n"
                      f"{fmt_probability(c.probability)} → {observed}", fontsize=9)
     axes[0].legend(fontsize=7, loc="upper left", frameon=False)
-    # It shows the model, not the case's evidence: it cites no evidence id and names its source instead.
+    # It shows the model, not the case's evidence: it cites no evidence id; the caption names the model card.
     items = Listing(tuple(placed), "semicolon")
-    source = card_path(Path(ctx.settings.checkpoint)).name
     return [
         Rendered(
             "calibration", "calibration", [],
-            Phrase("figure.calibration.caption", {"items": items, "source": source}),
+            Phrase("figure.calibration.caption", {"items": items}),
             Phrase("figure.calibration.alt", {"n": str(len(conclusions)), "items": items}),
             png_bytes(fig),
         )
