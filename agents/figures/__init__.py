@@ -35,7 +35,7 @@ def render_figures(
     if not settings.figures:
         return [], {}
     ctx = FigureContext(inputs, report, fusion, settings, picture_language(settings.lang))
-    with style():
+    with style(ctx.lang):
         drawn = [figure for renderer in RENDERERS for figure in renderer(ctx)]
     figures, images = [], {}
     for number, item in enumerate(drawn, start=1):

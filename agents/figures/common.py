@@ -101,9 +101,13 @@ def picture_language(lang: str) -> str:
 
 
 @contextmanager
-def style() -> Iterator[None]:
-    """Fonts and sizes for every figure, scoped so the process's other plots are untouched."""
-    families = [LATIN_FONT] + ([cjk_font()] if cjk_font() else [])
+def style(lang: str = "en") -> Iterator[None]:
+    """Fonts and sizes for every figure, scoped so the process's other plots are untouched.
+
+    The CJK font joins only for Chinese text: as a fallback it is consulted for every string, which
+    makes English figures about a third slower to draw.
+    """
+    families = [LATIN_FONT] + ([cjk_font()] if lang == "zh" and cjk_font() else [])
     with matplotlib.rc_context(
         {
             # Named families, not the generic 'sans-serif': matplotlib falls back glyph by glyph only across names.
