@@ -23,6 +23,7 @@ from agents.runner import run_batch, run_case
 from fusion_models.encoders import create_encoder
 from fusion_models.inputs import load_case_inputs
 from schemas.report import EvidenceChainReport, HistologyEvidence
+from test_report_layout import english_in, report_ids
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -97,6 +98,8 @@ def test_captions_cite_ids_of_the_report_and_alt_text_is_in_both_languages(rende
             for i in figure.evidence:
                 assert re.search(rf"\b{i}\b", figure.caption.en) and re.search(rf"\b{i}\b", figure.caption.zh), (i, figure)
             assert figure.alt.en.strip() and CJK.search(figure.alt.zh) and CJK.search(figure.caption.zh)
+            for text in (figure.alt.zh, figure.caption.zh):  # Chinese throughout, as the report's own rule says
+                assert not english_in(text, report_ids(report)), (figure.kind, text)
             # Calibration pictures the model, and a panel of untested markers has nothing to cite.
             if figure.kind in ("mri_slices", "mri_longitudinal", "volume_over_time", "pathway_activity"):
                 assert figure.evidence, figure

@@ -69,8 +69,9 @@ def calibration(ctx: FigureContext) -> list[Rendered]:
                         va="bottom", fontsize=6.5, xytext=(0, 1), textcoords="offset points")
         ax.axvline(c.probability, color="#cf222e", linewidth=2, label=ctx.phrase("figure.calibration.this_case"))
         hit = bin_of(curves[c.task], c.probability)
-        observed = (ctx.phrase("figure.calibration.observed_value", correct=str(round(hit["accuracy"] * hit["count"])),
-                               n=str(hit["count"]))
+        # A Phrase, not a string: the caption renders it in every language, the picture in its own.
+        observed = (Phrase("figure.calibration.observed_value", {"correct": str(round(hit["accuracy"] * hit["count"])),
+                                                                 "n": str(hit["count"])})
                     if hit and hit["count"] else "–")
         placed.append(Phrase("figure.calibration.item", {
             "task": Term("task", c.task), "label": Term("label", c.label), "p": fmt_probability(c.probability),
@@ -80,7 +81,7 @@ def calibration(ctx: FigureContext) -> list[Rendered]:
         ax.set_xlabel(ctx.phrase("figure.calibration.xlabel"))
         ax.set_ylabel(ctx.phrase("figure.calibration.ylabel"))
         ax.set_title(f"{ctx.text(Term('task', c.task))}: {ctx.text(Term('label', c.label))}\n"
-                     f"{fmt_probability(c.probability)} → {observed}", fontsize=9)
+                     f"{fmt_probability(c.probability)} → {ctx.text(observed)}", fontsize=9)
     axes[0].legend(fontsize=7, loc="upper left", frameon=False)
     # It shows the model, not the case's evidence: it cites no evidence id; the caption names the model card.
     items = Listing(tuple(placed), "semicolon")

@@ -26,7 +26,7 @@ from agents.figures.common import (
 )
 from fusion_models.imaging.habitats import PHENOTYPE_LABELS, voxel_spacing_mm
 from fusion_models.inputs import ImagingTimepoint
-from prompts import Phrase, Term
+from prompts import Listing, Phrase, Term
 from schemas.report import SpatialEvidence
 
 SEQUENCES = ("flair", "t1c")  # the tumour board's pair: oedema/infiltration and enhancement
@@ -218,7 +218,7 @@ def mri_slices(ctx: FigureContext) -> list[Rendered]:
             "mri_slices", "mri_slices", evidence,
             Phrase("figure.mri.caption", fields),
             Phrase("figure.mri.alt", fields | {
-                "habitats": cites([ctx.text(Term("phenotype", p)) for p in phenotypes]),
+                "habitats": Listing(tuple(Term("phenotype", p) for p in phenotypes), "list"),
                 "marks": str(len(marks)),
             }),
             png_bytes(fig),
