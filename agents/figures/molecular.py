@@ -24,7 +24,7 @@ def molecular_panel(ctx: FigureContext) -> list[Rendered]:
     markers = ctx.report.markers
     if not markers:
         return []
-    fig = new_figure(9.0, 0.42 * len(markers) + 1.0)
+    fig = new_figure(10.0, 0.42 * len(markers) + 1.0)
     ax = fig.subplots()
     ax.set_xlim(0, 1)
     ax.set_ylim(len(markers), -0.9)
