@@ -55,6 +55,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         llm_base_url=args.llm_base_url,
         interactive_review=getattr(args, "review", False),
         review_db=getattr(args, "review_db", None),
+        figures=not getattr(args, "no_figures", False),
     )
 
 
@@ -223,6 +224,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="language model: a local model folder (transformers) or the served model name (openai)")
     p.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint (openai), e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of report.html")
+    p.add_argument("--no-figures", action="store_true", help="render no pictures (MRI, slide, markers) into the report")
     p.add_argument("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT_S,
                    help="seconds one case may take before it is stopped as an error (0: no limit)")
     p.add_argument("--review", action="store_true",

@@ -51,8 +51,8 @@ def _staging_name(case_id: str, kind: str) -> str:
     return f".{case_id}.{secrets.token_hex(4)}.{kind}"
 
 
-def write_case_folder(out_dir: Path, case_id: str, files: dict[str, str]) -> dict[str, str]:
-    """Write `files` (name -> text) as OUT/<case_id>/ in one atomic step; returns name -> final path.
+def write_case_folder(out_dir: Path, case_id: str, files: dict[str, str | bytes]) -> dict[str, str]:
+    """Write `files` (relative path -> text or bytes) as OUT/<case_id>/ in one atomic step; returns path -> final path.
 
     The folder is built under a hidden name and swapped with the old one by one
     renameat2(RENAME_EXCHANGE), so OUT/<case_id> is at every instant either the
@@ -65,8 +65,13 @@ def write_case_folder(out_dir: Path, case_id: str, files: dict[str, str]) -> dic
     staging = out_dir / _staging_name(case_id, STAGING)
     staging.mkdir()
     try:
-        for name, text in files.items():
-            (staging / name).write_text(text, encoding="utf-8")  # permissions follow the umask
+        for name, content in files.items():
+            path = staging / name
+            path.parent.mkdir(parents=True, exist_ok=True)  # figures/ and the like
+            if isinstance(content, bytes):
+                path.write_bytes(content)
+            else:
+                path.write_text(content, encoding="utf-8")  # permissions follow the umask
         if not os.path.lexists(final):
             os.rename(staging, final)
         elif exchange(staging, final):

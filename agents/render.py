@@ -13,6 +13,7 @@ a case shows as text and is never interpreted as markup.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from agents.consistency.grounding import fmt, fmt_percent, fmt_probability
 from agents.narrative import SECTION_ORDER
 from prompts import LANGUAGES, Phrase, localise, phrase_table, render_template, term
-from schemas.report import EvidenceChainReport, LocalisedText, Sentence
+from schemas.report import EvidenceChainReport, Figure, LocalisedText, Sentence
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#])")
 
@@ -67,6 +68,44 @@ class SourceFile:
     items: list[EvidenceSource]
 
 
+# Each figure stands beside the section whose evidence it pictures; one whose section is absent goes last.
+FIGURE_SECTION = {
+    "mri_slices": "spatial",
+    "mri_longitudinal": "growth",
+    "volume_over_time": "growth",
+    "slide_heatmap": "histology",
+    "molecular_panel": "markers",
+    "pathway_activity": "mechanism",
+    "calibration": "diagnosis",
+}
+
+
+@dataclass(frozen=True)
+class FigureView:
+    """A figure as a page shows it: `src` is a data: URI when the PNG is at hand, else its path."""
+
+    figure: Figure
+    src: str
+
+
+def _figure_views(
+    report: EvidenceChainReport, sections: list[Section], images: dict[str, bytes] | None
+) -> tuple[dict[str, list[FigureView]], list[FigureView], dict[str, str]]:
+    """Figures by section key, those with no section on the page, and evidence id -> the figure that shows it."""
+    present = {s.key for s in sections}
+    by_section: dict[str, list[FigureView]] = {}
+    rest: list[FigureView] = []
+    shows: dict[str, str] = {}
+    for f in report.figures:
+        png = (images or {}).get(f.path)
+        view = FigureView(f, f"data:image/png;base64,{base64.b64encode(png).decode('ascii')}" if png else f.path)
+        key = FIGURE_SECTION.get(f.kind)
+        (by_section.setdefault(key, []) if key in present else rest).append(view)
+        for e in f.evidence:
+            shows.setdefault(e, f.id)
+    return by_section, rest, shows
+
+
 def _subjects(report: EvidenceChainReport) -> dict[str, set[str]]:
     """Per section, the ids a sentence is about when it cites them first (its link target)."""
     spatial = {s.id for s in report.spatial_evidence}
@@ -107,7 +146,7 @@ def _with_tables(sections: list[Section], report: EvidenceChainReport) -> list[S
     return sorted(sections, key=lambda s: rank.get(s.key, len(rank)))
 
 
-def _context(report: EvidenceChainReport, lang: str) -> dict[str, Any]:
+def _context(report: EvidenceChainReport, lang: str, images: dict[str, bytes] | None = None) -> dict[str, Any]:
     if lang not in LANGUAGES:
         raise ValueError(f"unknown language {lang!r}; available: {', '.join(LANGUAGES)}")
     table = phrase_table(lang)
@@ -128,6 +167,8 @@ def _context(report: EvidenceChainReport, lang: str) -> dict[str, Any]:
         return table["quote.source"].format(text=text)
 
     sections, sources = layout(report)
+    sections = _with_tables(sections, report)
+    figures, other_figures, shows = _figure_views(report, sections, images)
     return {
         "report": report,
         "lang": lang,
@@ -140,8 +181,11 @@ def _context(report: EvidenceChainReport, lang: str) -> dict[str, Any]:
         "quote": quote,
         "md": md_escape,
         "code": md_code,
-        "sections": _with_tables(sections, report),
+        "sections": sections,
         "sources": sources,
+        "figures": figures,
+        "other_figures": other_figures,
+        "shows": shows,
         "flags": {f.id: f for f in report.consistency_flags},
     }
 
@@ -150,5 +194,6 @@ def render_markdown(report: EvidenceChainReport, lang: str) -> str:
     return render_template("report.md.j2", **_context(report, lang))
 
 
-def render_html(report: EvidenceChainReport, lang: str) -> str:
-    return render_template("report.html.j2", **_context(report, lang))
+def render_html(report: EvidenceChainReport, lang: str, images: dict[str, bytes] | None = None) -> str:
+    """`images` (figure path -> PNG) embeds the figures as data: URIs; without it the page links the files."""
+    return render_template("report.html.j2", **_context(report, lang, images))

@@ -11,6 +11,7 @@ import numpy as np
 from lifelines.utils import concordance_index
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+from evals.metrics import reliability_bins
 from fusion_models.calibration import expected_calibration_error, nll, softmax
 from toolkit.atomic import atomic_write_text
 
@@ -57,6 +58,13 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, temperature: 
         "ece_uncalibrated": expected_calibration_error(softmax(logits), labels),
         "temperature": float(temperature),
     }
+
+
+def reliability_record(probs: np.ndarray, labels: np.ndarray) -> list[dict[str, Any]]:
+    """Top-label reliability curve (10 equal-width bins): where a report places its conclusion's probability."""
+    probs = np.asarray(probs, dtype=np.float64)
+    correct = probs.argmax(axis=1) == np.asarray(labels)
+    return [vars(b) for b in reliability_bins(probs.max(axis=1), correct)]
 
 
 def survival_metrics(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from fusion_models.task_heads import TaskCalibration, task_head
 from knowledge.sources import KnowledgeBase
 from schemas.common import Modality
 from schemas.errors import InputError
-from schemas.fusion import FusionOutput, ModalityOOD, PatchAttention, TaskPrediction
+from schemas.fusion import FusionOutput, ModalityOOD, PatchAttention, SlideAttention, TaskPrediction
 
 MANIFEST = "case.json"
 CHECKPOINT_FORMAT = "evidencechain.fusion_checkpoint/2"
@@ -250,6 +250,23 @@ def habitat_attribution(
     return {k: v / total for k, v in sorted(shares.items())} if total > 0 else {}
 
 
+def _within_slide(attention: np.ndarray) -> np.ndarray:
+    total = attention.sum()
+    return attention / total if total > 0 else np.full(len(attention), 1.0 / max(len(attention), 1))
+
+
+def slide_attention(forward: FusionForward, bag: PatchBag) -> list[SlideAttention]:
+    """Every patch's attention, renormalised within its slide, in feature-matrix row order (for heatmaps)."""
+    attention = forward.patch_attention[0, : len(bag)].detach().numpy()
+    maps = []
+    for s, slide in enumerate(bag.slides):
+        rows = np.flatnonzero(bag.slide == s)
+        within = np.empty(len(rows))
+        within[bag.row[rows]] = _within_slide(attention[rows])
+        maps.append(SlideAttention(slide_id=slide.slide_id, attention=[round(float(a), 6) for a in within]))
+    return maps
+
+
 def most_attended_patches(
     forward: FusionForward, bag: PatchBag, patterns: tuple[str, ...], k: int
 ) -> list[PatchAttention]:
@@ -259,8 +276,7 @@ def most_attended_patches(
     result = []
     for s, slide in enumerate(bag.slides):
         rows = np.flatnonzero(bag.slide == s)
-        total = attention[rows].sum()
-        within = attention[rows] / total if total > 0 else np.full(len(rows), 1.0 / max(len(rows), 1))
+        within = _within_slide(attention[rows])
         for j in np.argsort(-within, kind="stable")[:k]:
             i = rows[j]
             x, y = (int(c) for c in bag.coords[i])
@@ -315,6 +331,7 @@ def predict(loaded: LoadedFusionModel, inputs: CaseInputs, kb: KnowledgeBase, *,
         modalities_used=used,
         modality_contributions={m: float(weights[i]) for i, m in enumerate(loaded.model.modalities) if m in used},
         patch_attention=most_attended_patches(forward, tensors.bag, config.patterns, top_patches),
+        slide_attention=slide_attention(forward, tensors.bag),
         habitat_attribution=attribution,
         pattern_fractions=pattern_fractions(forward, len(tensors.bag), config.patterns),
         ood=ood,

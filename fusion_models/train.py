@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from fusion_models.card import model_card, write_card
+from fusion_models.card import model_card, reliability_record, write_card
 from fusion_models.conformal import ConformalSets, coverage_and_size
 from fusion_models.features import CaseTensors, build_features, collate
 from fusion_models.inference import Calibration, checkpoint_bytes, ood_rows
@@ -318,6 +318,8 @@ def calibrate(
         head = task_head(task.kind)
         task_metrics = head.metrics(task, *data["evaluation"][task.name], calibration.of(task))
         outputs, labels = head.labelled(task, *data["evaluation"][task.name])
+        if len(labels):  # on the card: the curve a report's figure places each conclusion on
+            task_metrics["reliability"] = reliability_record(head.probabilities(task, outputs, calibration.of(task)), labels)
         if len(labels) and task.name in calibration.conformal:
             sets = calibration.conformal[task.name]
             probs = head.probabilities(task, outputs, calibration.of(task))

@@ -58,6 +58,15 @@ class PatchAttention(ContractModel):
     )
 
 
+class SlideAttention(ContractModel):
+    """Attention over every patch of one slide, for the heatmap drawn from the slide's `coords`."""
+
+    slide_id: str = Field(description="Slide (or feature file) id.")
+    attention: list[float] = Field(
+        description="Attention per row of the slide's feature matrix, renormalised within the slide (sums to 1)."
+    )
+
+
 class ModalityOOD(ContractModel):
     """How far one modality's input sits from what the model was trained on (or what a gate found implausible)."""
 
@@ -87,6 +96,9 @@ class FusionOutput(ContractModel):
         description="Fusion attention weight per modality used; sums to 1."
     )
     patch_attention: list[PatchAttention] = Field(default_factory=list, description="Top-attended patches.")
+    slide_attention: list[SlideAttention] = Field(
+        default_factory=list, description="Attention over all patches, per slide (empty when no slide was used)."
+    )
     habitat_attribution: dict[str, float] = Field(
         default_factory=dict, description="Share of the imaging branch's attribution per habitat phenotype."
     )

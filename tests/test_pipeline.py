@@ -37,7 +37,7 @@ def test_every_demo_case_is_reported_with_all_files(demo_reports, ground_truth):
     for case_id in ground_truth:
         folder = out / case_id
         assert sorted(p.name for p in folder.iterdir()) == [
-            FINGERPRINT_FILE, "report.en.md", "report.html", "report.json", "report.zh.md"
+            FINGERPRINT_FILE, "figures", "report.en.md", "report.html", "report.json", "report.zh.md"
         ]
         validator.validate(json.loads((folder / "report.json").read_text()))
     summary = json.loads((out / BATCH_SUMMARY).read_text())

@@ -33,7 +33,7 @@ _UPPER = re.compile(r"[A-Z0-9][A-Z0-9-]*")  # gene symbols, S1, DEMO-004-HE1, R1
 _MARKER = re.compile(r"\d+[pq](?:/\d+[pq])?|[+-]?\d+/[+-]?\d+")  # 1p/19q, +7/-10
 _QUOTED = re.compile(r"「[^」]*」|“[^”]*”")
 _MD_CODE = re.compile(r"`[^`]*`")
-_MD_LINK = re.compile(r"\]\(#[^)]*\)|<a id=\"[^\"]*\"></a>")
+_MD_LINK = re.compile(r"\]\((?:#|figures/)[^)]*\)|<a id=\"[^\"]*\"></a>")  # anchors and figure files
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+\+00:00")
 _LATIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./:+<>\-]*[A-Za-z0-9]|[A-Za-z]")
 

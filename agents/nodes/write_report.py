@@ -1,4 +1,4 @@
-"""write_report: narrative sentences verified claim by claim, then report.json + Markdown (en, zh) + HTML, atomically.
+"""write_report: verified narrative sentences and figures, then report.json, Markdown (en, zh), HTML, PNGs, atomically.
 
 The narrative is the template's, with any sections a drafting backend wrote (`draft_narrative`) in
 their place; the claim verifier keeps what its cited evidence shows, falls back to the deterministic
@@ -16,6 +16,7 @@ from langgraph.runtime import Runtime
 from agents import resources
 from agents.consistency.verifier import verify_narrative
 from agents.context import Settings
+from agents.figures import render_figures
 from agents.narrative import build_narrative, place_sections
 from agents.output import FINGERPRINT_FILE, validate_report, write_case_folder
 from agents.render import render_html, render_markdown
@@ -39,13 +40,18 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         "grounding": verified.summary.model_dump(),
     })
     report = review_workflow.for_write(report, state, runtime.context)
+    # Figures after the reviewer's sentences and review block: captions cite the report as written.
+    inputs = resources.case_inputs(state, runtime.context) if runtime.context.figures else None
+    figures, images = render_figures(inputs, report, state.get("fusion"), runtime.context)
+    report = report.model_copy(update={"figures": figures})
     data = report.model_dump(mode="json")
     validate_report(data)
     files = {
         "report.json": json.dumps(data, indent=2, ensure_ascii=False) + "\n",
         "report.en.md": render_markdown(report, "en"),
         "report.zh.md": render_markdown(report, "zh"),
-        "report.html": render_html(report, runtime.context.lang),
+        "report.html": render_html(report, runtime.context.lang, images),
+        **images,
     }
     files.update(state.get("closed_versions", {}))  # approved versions a reopened report replaces
     if "fingerprint" in state:
