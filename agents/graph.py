@@ -1,7 +1,13 @@
 """The EvidenceChain workflow, wired. Each node lives in agents/nodes/<name>.py.
 
 load_case -> fusion -> vision_analysis -> retrieval -> drafting
-          -> consistency_check -> human_review -> write_report
+          -> consistency_check -> write_report -> human_review -> END
+                 ^                     ^               |
+                 +------ edit ---------|---------------+
+                                       +-- approve/reject
+
+The draft is written before human_review pauses (interactive review), so the clinician
+reads the written report and pictures; an edit re-runs the checks and the writing.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ NODES = {
     "retrieval": retrieval.node,
     "drafting": drafting.node,
     "consistency_check": consistency_check.node,
-    "human_review": human_review.node,
     "write_report": write_report.node,
+    "human_review": human_review.node,
 }
 
 
@@ -40,7 +46,11 @@ def build_graph(checkpointer=None):
         builder.add_node(name, fn)
         builder.add_edge(previous, name)
         previous = name
-    builder.add_edge(previous, END)
+    builder.add_conditional_edges(
+        "human_review",
+        human_review.route,
+        {"revise": "consistency_check", "write": "write_report", "end": END},
+    )
     return builder.compile(checkpointer=checkpointer, name="evidencechain")
 
 

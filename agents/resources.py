@@ -6,12 +6,15 @@ different settings in one process never share a wrong component.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
 from agents.context import Settings
 from fusion_models.encoders import create_encoder
 from fusion_models.checkpoints import LoadedCheckpoint, load_checkpoint
+from fusion_models.inputs import CaseInputs, load_case_inputs
 from knowledge.embedders import create_embedder
 from knowledge.index import KnowledgeIndex
 from knowledge.sources import load_knowledge
@@ -49,3 +52,25 @@ def knowledge(settings: Settings):
 
 def knowledge_index(settings: Settings) -> KnowledgeIndex:
     return _index(settings.knowledge_source, settings.embedder, Path(settings.cache_dir))
+
+
+def case_inputs(state: Mapping, settings: Settings) -> CaseInputs:
+    """The case's loaded inputs (volumes, slide features): read once per process and fingerprint.
+
+    They never enter the graph state, so no checkpoint carries them; a node that runs
+    again after a pause (in a new process) reads the case folder again.
+    """
+    return _case_inputs(state["case_dir"], state["input_fingerprint"], settings)
+
+
+@lru_cache(maxsize=2)
+def _case_inputs(case_dir: str, input_fingerprint: str, settings: Settings) -> CaseInputs:
+    # The fingerprint is part of the key so that a changed case folder is read again.
+    return load_case_inputs(
+        Path(case_dir),
+        encoder=encoder(settings),
+        patch_size=settings.patch_size,
+        max_patches=settings.max_patches,
+        known_genes=knowledge(settings).symbol_lookup,
+        needs=replace(fusion_model(settings).input_needs(), other_cancer_type=settings.other_cancer_type),
+    )

@@ -140,6 +140,7 @@ def _headline(report: EvidenceChainReport) -> dict[str, object]:
     out["flags"] = [f.kind for f in report.consistency_flags if f.kind not in ("missing_modality",)]
     out["first_target"] = report.sampling_plan[0].unit_id if report.sampling_plan else None
     out["missing"] = list(report.modalities.missing)
+    out["review"] = report.review.status
     return out
 
 
@@ -148,6 +149,19 @@ def _graph():
     from agents.graph import build_graph
 
     return build_graph()
+
+
+@contextmanager
+def _checkpointed_graph(out_dir: Path, settings: Settings):
+    """The graph with the output folder's review checkpointer (interactive review), else the plain one."""
+    if not settings.interactive_review:
+        yield _graph()
+        return
+    from agents.graph import build_graph
+    from agents.review.checkpoint import open_checkpointer
+
+    with open_checkpointer(out_dir, settings) as saver:
+        yield build_graph(saver)
 
 
 @contextmanager
@@ -181,11 +195,23 @@ def _reusable(final: Path, fingerprint: dict[str, str]) -> EvidenceChainReport |
 
 
 def _run_graph(case_dir: Path, out_dir: Path, settings: Settings, fingerprint: dict[str, str], result: CaseResult):
+    from agents.review.checkpoint import thread_id
+
     state = {"case_dir": str(case_dir), "out_dir": str(out_dir), "fingerprint": fingerprint}
+    thread = thread_id(result.case_id, fingerprint["inputs"])
     started = time.perf_counter()
-    for update in _graph().stream(state, context=settings, stream_mode="updates"):
+    with _checkpointed_graph(out_dir, settings) as graph:
+        if graph.checkpointer is not None:
+            graph.checkpointer.delete_thread(thread)  # a run that is not reused starts its review afresh
+        _stream(graph, state, {"configurable": {"thread_id": thread}}, settings, result, started)
+
+
+def _stream(graph, state, config, settings: Settings, result: CaseResult, started: float) -> None:
+    for update in graph.stream(state, config, context=settings, stream_mode="updates"):
         now = time.perf_counter()
         for node_name, partial in update.items():
+            if node_name == "__interrupt__":  # paused for review: the draft is written
+                continue
             result.timings_s[node_name] = round(now - started, 4)
             if partial and "report" in partial:
                 result.headline = _headline(partial["report"])
@@ -295,6 +321,7 @@ class Summary:
                 "n_ok": sum(r.status == "ok" for r in results),
                 "n_reused": sum(r.reused for r in results),
                 "n_failed": sum(r.status != "ok" for r in results),
+                "n_awaiting_review": sum(r.headline.get("review") == "awaiting_review" for r in results),
                 "cases": [asdict(r) for r in results],
                 "pending": sorted(self.pending),
             },

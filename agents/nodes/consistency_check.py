@@ -1,7 +1,8 @@
 """consistency_check: cross-modal rules over the draft, confidence after the checks, and the sampling plan.
 
 Runs before any narrative exists, so no sentence can be written about a claim
-these checks would have flagged.
+these checks would have flagged. A reviewer's edits are applied around the checks
+(agents/review/edits.py), so flags follow an overridden label and overrides survive a re-check.
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from agents.consistency import ConsistencyContext, check_consistency
+from agents import resources
 from agents.context import Settings
+from agents.review import edits as review_edits
 from agents.sampling import sampling_plan
 from agents.state import CaseState
 
 
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
-    draft = state["draft"]
-    findings = state["inputs"].findings
+    edits = state.get("edits", [])
+    draft = review_edits.before_checks(state["draft"], edits)
+    findings = resources.case_inputs(state, runtime.context).findings
     fusion = state.get("fusion")
     result = check_consistency(ConsistencyContext.from_report(draft, findings, fusion.ood if fusion else ()))
     diagnosis = next((c for c in result.conclusions if c.task == "diagnosis"), None)
@@ -31,4 +35,4 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
             "sampling_statement": plan.statement.model_dump(),
         }
     )
-    return {"report": report, "flag_texts": result.flag_texts, "basis_texts": result.basis_texts}
+    return {"report": review_edits.after_checks(report, edits), "flag_texts": result.flag_texts, "basis_texts": result.basis_texts}

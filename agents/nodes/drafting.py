@@ -15,7 +15,7 @@ from schemas.report import ModelInfo
 
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     settings = runtime.context
-    inputs, fusion = state["inputs"], state["fusion"]
+    inputs, fusion = resources.case_inputs(state, settings), state["fusion"]
     kb = resources.knowledge(settings)
     encoder = resources.encoder(settings).info()
     models = [

@@ -15,7 +15,7 @@ NOT_RUN = "not run"
 
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     settings = runtime.context
-    inputs = state["inputs"]
+    inputs = resources.case_inputs(state, settings)
     model = resources.fusion_model(settings)
     if outside_trained_cancer_types(inputs):
         # Its answers would be answers for another cancer type: the report carries no conclusion.

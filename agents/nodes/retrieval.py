@@ -14,7 +14,7 @@ from knowledge.sources import PROGRAMMES
 
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     settings = runtime.context
-    genomics = state["inputs"].genomics
+    genomics = resources.case_inputs(state, settings).genomics
     if genomics is None:
         return {"mechanism_evidence": []}
     kb = resources.knowledge(settings)

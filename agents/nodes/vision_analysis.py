@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
+from agents import resources
 from agents.context import Settings
 from agents.evidence.histology import histology_evidence
 from agents.evidence.spatial import spatial_evidence
@@ -11,7 +12,7 @@ from agents.state import CaseState
 
 
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
-    inputs, fusion = state["inputs"], state["fusion"]
+    inputs, fusion = resources.case_inputs(state, runtime.context), state["fusion"]
     spatial = spatial_evidence(inputs.imaging, fusion.habitat_attribution)
     slide_files = {slide.slide_id: slide.file for slide in inputs.slides}
     histology = histology_evidence(inputs.findings, fusion, slide_files, spatial)

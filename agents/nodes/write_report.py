@@ -15,6 +15,7 @@ from agents.context import Settings
 from agents.narrative import build_narrative
 from agents.output import FINGERPRINT_FILE, validate_report, write_case_folder
 from agents.render import render_html, render_markdown
+from agents.review import workflow as review_workflow
 from agents.state import CaseState
 
 
@@ -22,6 +23,7 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     report = state["report"]
     narrative = build_narrative(report, state.get("flag_texts"), state.get("basis_texts"))
     report = report.model_validate(report.model_dump() | {"narrative": [s.model_dump() for s in narrative]})
+    report = review_workflow.for_write(report, state, runtime.context)
     data = report.model_dump(mode="json")
     validate_report(data)
     files = {
@@ -30,6 +32,7 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         "report.zh.md": render_markdown(report, "zh"),
         "report.html": render_html(report, runtime.context.lang),
     }
+    files.update(state.get("closed_versions", {}))  # approved versions a reopened report replaces
     if "fingerprint" in state:
         # In the same atomic step as the report, so a resumed batch never trusts a report it did not finish.
         files[FINGERPRINT_FILE] = json.dumps(state["fingerprint"], indent=2) + "\n"
