@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -45,7 +44,8 @@ DOWNLOADS: dict[str, tuple[str, str]] = {
     "md_zh": ("report.zh.md", "text/markdown; charset=utf-8"),
     "html": ("report.html", "text/html; charset=utf-8"),
 }
-_OPEN = ("draft", "awaiting_review")
+# Only a run paused for review takes edits; a draft made without review is read-only here.
+_REVIEWABLE = "awaiting_review"
 
 
 class PageError(Exception):
@@ -54,30 +54,6 @@ class PageError(Exception):
     def __init__(self, status: int, title: str, body: str, reload: str | None = None) -> None:
         super().__init__(body)
         self.status, self.title, self.body, self.reload = status, title, body, reload
-
-
-@dataclass(frozen=True)
-class CaseRow:
-    case_id: str
-    status: str
-    version: int
-    diagnosis: str | None
-    open_flags: int
-    decisions: int
-
-    @property
-    def sort_key(self) -> tuple:
-        # Decisions needed first: open reports with warning/critical flags, then open ones, then closed ones.
-        return (self.status not in _OPEN, -self.decisions, -self.open_flags, self.case_id)
-
-
-def case_row(report: EvidenceChainReport) -> CaseRow:
-    open_flags = [f for f in report.consistency_flags if f.dismissal is None]
-    diagnosis = next((c.label for c in report.conclusions if c.task == "diagnosis"), None)
-    return CaseRow(
-        case_id=report.case_id, status=report.review.status, version=report.review.version, diagnosis=diagnosis,
-        open_flags=len(open_flags), decisions=sum(f.severity in ("warning", "critical") for f in open_flags),
-    )
 
 
 def _figure_evidence(report: EvidenceChainReport) -> dict[str, str]:
@@ -161,11 +137,13 @@ def create_app(out_dir: Path, settings: Settings | None = None) -> FastAPI:
 
     def report_view(request: Request, session: Session, case_id: str, error: str | None = None) -> HTMLResponse:
         report = report_of(case_id)
+        # One read of the checkpointed report; the service's revision is the number of audit entries.
+        trail = report.review.audit_trail
         return page(
             request, "report.html.j2", session, status=400 if error else 200, report=report,
-            revision=service.revision(case_id), audit=service.audit(case_id), shown=_figure_evidence(report),
+            revision=len(trail), audit=trail, shown=_figure_evidence(report),
             flag_sentences=_flag_sentences(report), prob=fmt_probability, can_review=session.user.can("review"),
-            is_open=report.review.status in _OPEN, error=error,
+            is_open=report.review.status == _REVIEWABLE, error=error,
         )
 
     @app.exception_handler(PageError)
@@ -220,8 +198,7 @@ def create_app(out_dir: Path, settings: Settings | None = None) -> FastAPI:
     # --- cases -------------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
     def cases(request: Request, session: Session = Depends(require("read"))) -> HTMLResponse:
-        rows = sorted((case_row(service.get(c.case_id)) for c in service.cases()), key=lambda r: r.sort_key)
-        return page(request, "cases.html.j2", session, rows=rows)
+        return page(request, "cases.html.j2", session, rows=service.cases())  # decisions needed first
 
     @app.get("/cases/{case_id}", response_class=HTMLResponse)
     def report_page(case_id: str, request: Request, session: Session = Depends(require("read"))) -> HTMLResponse:

@@ -13,7 +13,7 @@ REVIEW_CASES = ("DEMO-001", "DEMO-004", "DEMO-006")
 PASSWORD = "correct horse battery"
 ACCOUNTS = {"dr.lee": "clinician", "dr.chen": "clinician", "vera": "viewer", "root": "admin"}
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-_REVISION = re.compile(r'name="revision" value="([0-9]+)"')
+_REVISION = re.compile(r'data-revision="([0-9]+)"')
 
 
 def review_output(demo_cohort: Path, settings, root: Path) -> Path:
