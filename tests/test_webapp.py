@@ -187,3 +187,35 @@ def test_logout_ends_the_session_on_the_server(client, app):
     replay = TestClient(app)
     replay.cookies.set(SESSION_COOKIE, cookie)
     assert replay.get("/", follow_redirects=False).status_code == 303
+
+
+def test_dismiss_rerank_and_rewrite_are_recorded_with_their_reasons(client, app):
+    c = client("dr.chen")
+    report = c.get("/cases/DEMO-003/download/json").json()
+    flag = report["consistency_flags"][0]["id"]
+    last = report["sampling_plan"][-1]["unit_id"]
+    section = next(s for s in report["narrative"] if s["key"] == "spatial")
+    posts = [
+        {"kind": "dismiss_flag", "flag_id": flag, "reason": "known artefact of this scanner"},
+        {"kind": "sampling_target", "unit_id": last, "rank": "1", "reason": "safer trajectory"},
+        {"kind": "narrative", "section": section["key"], "index": "0", "text": "Reviewed at the tumour board.",
+         "text_zh": "已在肿瘤委员会讨论。", "reason": "board summary"},
+    ]
+    for form in posts:
+        _, csrf, revision = _report_page(c, "DEMO-003")
+        r = c.post("/cases/DEMO-003/edit", data={**form, "csrf_token": csrf, "revision": revision}, follow_redirects=False)
+        assert r.status_code == 303, r.text
+    after = c.get("/cases/DEMO-003/download/json").json()
+    assert next(f for f in after["consistency_flags"] if f["id"] == flag)["dismissal"]["reviewer"] == "dr.chen"
+    assert after["sampling_plan"][0]["unit_id"] == last
+    assert any(s["source"] == "clinician" and s["text"]["zh"] == "已在肿瘤委员会讨论。"
+               for sec in after["narrative"] for s in sec["sentences"])
+    audit = c.get("/cases/DEMO-003").text
+    for form in posts:
+        assert form["reason"] in audit
+
+    _, csrf, revision = _report_page(c, "DEMO-003")
+    bad = c.post("/cases/DEMO-003/edit", data={"kind": "dismiss_flag", "flag_id": "F99", "reason": "x",
+                                              "csrf_token": csrf, "revision": revision})
+    assert bad.status_code == 400 and "F99" in bad.text
+    assert _report_page(c, "DEMO-003")[2] == revision

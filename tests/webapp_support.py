@@ -8,8 +8,9 @@ from pathlib import Path
 
 from review_app.accounts import AccountStore
 
-# DEMO-004 is flagged (a biopsy from the oedema reads low grade against a high-grade tumour).
-REVIEW_CASES = ("DEMO-001", "DEMO-004", "DEMO-006")
+# DEMO-004 is flagged (a biopsy from the oedema reads low grade against a high-grade tumour); DEMO-001 and
+# DEMO-003 have sampling plans.
+REVIEW_CASES = ("DEMO-001", "DEMO-003", "DEMO-004", "DEMO-006")
 PASSWORD = "correct horse battery"
 ACCOUNTS = {"dr.lee": "clinician", "dr.chen": "clinician", "vera": "viewer", "root": "admin"}
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
