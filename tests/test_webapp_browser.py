@@ -133,7 +133,7 @@ def test_clinician_reviews_a_flagged_case_end_to_end(as_user, out, base_url):
     for fig in report.figures:
         img = page.locator(f"#fig-{fig.id} img")
         assert img.get_attribute("alt") == fig.alt.en
-        assert img.evaluate("i => i.complete && i.naturalWidth > 0"), fig.id
+        page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img.element_handle(), timeout=10_000)
     if report.figures:
         assert {"mri_slices", "slide_heatmap"} <= kinds
     else:
