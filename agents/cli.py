@@ -1,7 +1,7 @@
 """`evchain`: command-line entry point.
 
 Exit codes: 0 success; 2 bad input (the one-line error names file and field);
-1 an internal error. `batch` exits 2 if any case had bad input and 1 if any
+1 an internal error; 3 a review change refused (stale revision, or a closed version). `batch` exits 2 if any case had bad input and 1 if any
 case failed otherwise; the other cases still finish and every case is listed in
 `batch_summary.json`.
 """
@@ -38,6 +38,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         encoder_weights=args.encoder_weights,
         knowledge_source=args.knowledge,
         drafting_backend=args.drafting,
+        interactive_review=getattr(args, "review", False),
+        review_db=getattr(args, "review_db", None),
     )
 
 
@@ -165,6 +167,12 @@ def cmd_users_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_review(args: argparse.Namespace) -> int:
+    from agents.review.cli import run_review_command
+
+    return run_review_command(args)
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT, help="fusion model checkpoint")
     p.add_argument("--model", default="glioma_demo", help="registered fusion model name")
@@ -175,6 +183,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of report.html")
     p.add_argument("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT_S,
                    help="seconds one case may take before it is stopped as an error (0: no limit)")
+    p.add_argument("--review", action="store_true",
+                   help="pause each case for a clinician after writing its draft (see `evchain review`)")
+    p.add_argument("--review-db", default=None,
+                   help="postgresql:// URL of the review checkpointer (default: a SQLite file in --out)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("review", help="list, show, edit, approve, reject or reopen reports paused for review")
+    from agents.review.cli import add_review_arguments
+
+    add_review_arguments(p)
+    p.set_defaults(func=cmd_review)
 
     p = sub.add_parser("eval", help="compare reports with reference reports and ground truth")
     p.add_argument("cohort_dir")

@@ -17,6 +17,7 @@ from schemas.case import CaseManifest, PathologyFindings
 from schemas.fusion import FusionOutput
 from schemas.reference import ReferenceReport
 from schemas.report import EvidenceChainReport
+from schemas.review import ReviewStep
 
 JSON_DIR = Path(__file__).parent / "json"
 EXPORTED: dict[str, type[BaseModel]] = {
@@ -25,6 +26,7 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "fusion_output": FusionOutput,
     "evidence_chain_report": EvidenceChainReport,
     "reference_report": ReferenceReport,
+    "review_step": ReviewStep,
 }
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
