@@ -138,7 +138,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from review_app.server import serve
 
-    serve(Path(args.out), _settings(args), host=args.host, port=args.port)
+    # A review step re-runs a case with the settings in its provenance; only the review store is the server's.
+    serve(Path(args.out), Settings(review_db=args.review_db), host=args.host, port=args.port)
     return 0
 
 
@@ -249,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder of a batch (reports and the review store)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (non-loopback needs an admin account)")
     p.add_argument("--port", type=_positive_int, default=8000)
-    _add_run_options(p)
+    p.add_argument("--review-db", default=None,
+                   help="postgresql:// URL of the review checkpointer (default: the SQLite file in --out)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("users", help="review-app accounts")

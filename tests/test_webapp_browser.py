@@ -67,12 +67,11 @@ def out(demo_cohort, settings, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def base_url(out, settings):
+def base_url(out):
     for _ in range(3):  # another process may take the port between choosing and binding it
         port = _free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "agents.cli", "serve", "--out", str(out), "--port", str(port),
-             "--checkpoint", str(settings.checkpoint)],
+            [sys.executable, "-m", "agents.cli", "serve", "--out", str(out), "--port", str(port)],
             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
             env={**os.environ, "PYTHONPATH": str(REPO)},
         )
