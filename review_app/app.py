@@ -302,6 +302,19 @@ def create_app(out_dir: Path, settings: Settings | None = None) -> FastAPI:
             revision,
         )
 
+    @app.post("/cases/{case_id}/reopen")
+    async def reopen(case_id: str, request: Request, session: Session = Depends(require("review"))) -> Response:
+        form = await form_of(request, session)
+        revision = expected_revision(form)
+        reason = form.get("reason", "").strip()
+        if not reason:
+            raise PageError(400, "invalid.title", "reason: a new version needs a reason")
+        return guarded(
+            case_id, request,
+            lambda: service.reopen(case_id, actor=session.user.name, expected_revision=revision, reason=reason),
+            revision,
+        )
+
     return app
 
 

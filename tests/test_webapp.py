@@ -162,6 +162,21 @@ def test_edit_conflict_approve_and_fhir(client, app, out):
     saved = json.loads(lee.get("/cases/DEMO-001/download/json").content)
     assert saved["review"]["status"] == "approved"
 
+    # A later change is a new version pointing to the approved one, which stays as it was.
+    page, csrf, revision = _report_page(lee, "DEMO-001")
+    assert 'id="reopen-form"' in page.text
+    r = lee.post("/cases/DEMO-001/reopen", data={"csrf_token": csrf, "revision": revision,
+                                                 "reason": "new pathology read"}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    reopened = lee.get("/cases/DEMO-001/download/json").json()["review"]
+    assert reopened["version"] == 2 and reopened["supersedes_sha256"]
+    assert reopened["status"] == "awaiting_review"
+    _, csrf, revision = _report_page(lee, "DEMO-001")
+    assert lee.post("/cases/DEMO-001/approve", data={"csrf_token": csrf, "revision": revision},
+                    follow_redirects=False).status_code == 303
+    amended = validate_bundle(lee.get("/cases/DEMO-001/download/fhir").json())
+    assert amended["entry"][0]["resource"]["status"] == "amended"
+
 
 @pytest.mark.parametrize("kind", ["json", "md_en", "md_zh", "html", "fhir"])
 def test_downloads(client, app, kind):
