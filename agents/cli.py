@@ -206,6 +206,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 2 if any(skipped.values()) else 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from review_app.server import serve
+
+    # A review step re-runs a case with the settings in its provenance; only the review store is the server's.
+    serve(Path(args.out), Settings(review_db=args.review_db), host=args.host, port=args.port)
+    return 0
+
+
+def _read_password() -> str:
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")  # piped: one line, for scripts
+    import getpass
+
+    password = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != password:
+        raise InputError("evchain users add", "password", "the two entries differ")
+    return password
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from review_app.accounts import AccountError, AccountStore
+
+    out = Path(args.out)
+    if not out.is_dir():
+        raise InputError("evchain users add", "--out", f"{out} is not a folder of reports")
+    try:
+        user = AccountStore(out).add_user(args.name, args.role, _read_password())
+    except AccountError as err:
+        raise InputError("evchain users add", *str(err).split(": ", 1)) from None
+    print(f"added {user.name} ({user.role}) to {out}")
+    return 0
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     from agents.review.cli import run_review_command
 
@@ -289,6 +322,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reports_dir")
     p.add_argument("--out", default=None, help="folder for eval_report.md/.html/.json")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("serve", help="the review web app over an output folder")
+    p.add_argument("--out", required=True, help="output folder of a batch (reports and the review store)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (non-loopback needs an admin account)")
+    p.add_argument("--port", type=_positive_int, default=8000)
+    p.add_argument("--review-db", default=None,
+                   help="postgresql:// URL of the review checkpointer (default: the SQLite file in --out)")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("users", help="review-app accounts")
+    users = p.add_subparsers(dest="users_command", required=True)
+    p = users.add_parser("add", help="add an account; the password is read from a prompt, or one line of stdin")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=("viewer", "clinician", "admin"))
+    p.add_argument("--out", required=True, help="output folder the account belongs to")
+    p.set_defaults(func=cmd_users_add)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""The review web app (`evchain serve`): accounts, pages, review actions over one output folder."""
