@@ -405,6 +405,10 @@ class EvidenceChainReport(ContractModel):
             e.id for e in [*self.spatial_evidence, *self.histology_evidence, *self.mechanism_evidence]
         }
 
+    def citable_ids(self) -> set[str]:
+        """What a sentence may cite: evidence items and consistency flags."""
+        return self.evidence_ids() | {f.id for f in self.consistency_flags}
+
     @model_validator(mode="after")
     def _ids_and_citations(self) -> "EvidenceChainReport":
         ids = [e.id for e in [*self.spatial_evidence, *self.histology_evidence, *self.mechanism_evidence]]

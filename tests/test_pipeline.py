@@ -188,7 +188,7 @@ def test_every_narrative_sentence_cites_existing_evidence(demo_reports, ground_t
     out, _ = demo_reports
     for case_id in ground_truth:
         report = report_of(out, case_id)
-        known = report.evidence_ids() | {f.id for f in report.consistency_flags}
+        known = report.citable_ids()
         sentences = [s for section in report.narrative for s in section.sentences]
         assert sentences and all(set(s.evidence) <= known for s in sentences)
         assert all(s.grounded for s in sentences), case_id

@@ -22,7 +22,7 @@ from agents.review.audit import replay
 from agents.review.checkpoint import SQLITE_FILE, open_checkpointer, serializer, thread_id
 from agents.review.service import InvalidEdit, ReviewClosed, ReviewService, UnknownCase, VersionConflict
 from agents.runner import run_case
-from schemas.report import EvidenceChainReport
+from schemas.report import EvidenceChainReport, NarrativeSection
 from schemas.review import ConclusionEdit, FlagDismissEdit, NarrativeEdit, SamplingTargetEdit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +74,7 @@ def test_state_holds_no_arrays_and_every_type_is_allowed(demo_cohort, review_set
     # Rebuilt through the allow-list: models come back as models, not as plain dicts.
     assert isinstance(values["report"], EvidenceChainReport)
     assert isinstance(values["draft"], EvidenceChainReport)
+    assert all(isinstance(s, NarrativeSection) for s in [*values["draft_narrative"], *values["fallback_narrative"]])
 
 
 def test_a_label_override_is_kept_beside_the_model_value_and_flags_and_narrative_follow(
@@ -131,14 +132,15 @@ def test_dismissal_confidence_and_sentence_edits_and_invalid_edits(demo_cohort, 
     after = service.edit(DISAGREEING, [
         FlagDismissEdit(flag_id=flag.id, reason="known artefact"),
         ConclusionEdit(task="grade", field="confidence", value="moderate", reason="board consensus"),
-        NarrativeEdit(section="diagnosis", index=0, text="Reviewed at the board.", reason="context"),
+        # a reviewer's sentence may cite a flag as well as evidence
+        NarrativeEdit(section="diagnosis", index=0, text="Reviewed at the board.", evidence=[flag.id], reason="context"),
     ], actor="dr.li", expected_revision=revision)
     dismissed = next(f for f in after.consistency_flags if f.kind == flag.kind and f.evidence == flag.evidence)
     assert dismissed.dismissal.reason == "known artefact" and dismissed.dismissal.reviewer == "dr.li"
     g = grade(after)
     assert g.confidence == "moderate" and g.overrides[0].model_value == grade(report).confidence
     first = next(s for s in after.narrative if s.key == "diagnosis").sentences[0]
-    assert (first.text.en, first.source, first.grounded) == ("Reviewed at the board.", "clinician", False)
+    assert (first.text.en, first.source, first.grounded, first.evidence) == ("Reviewed at the board.", "clinician", False, [flag.id])
     md = (tmp_path / DISAGREEING / "report.en.md").read_text()
     assert "dismissed by dr.li: known artefact" in md and "written by the reviewer" in md
     # A later edit re-runs the checks: the earlier edits stay applied.

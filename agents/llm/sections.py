@@ -7,7 +7,8 @@ sentence at the same place.
 
 from __future__ import annotations
 
-from agents.consistency.grounding import cited_values, sentence_is_grounded, values_of
+from collections.abc import Sequence
+
 from agents.llm.registry import Drafted
 from prompts import Phrase, localise
 from schemas.drafting import DraftRequest, Statement
@@ -16,19 +17,30 @@ from schemas.report import EvidenceChainReport, LocalisedText, NarrativeSection,
 SECTION_KEY = "rationale"
 
 
-def draft_sections(drafted: Drafted, request: DraftRequest, draft: EvidenceChainReport) -> list[NarrativeSection]:
-    by_task = {c.task: c for c in draft.conclusions}
-    statements = [(drafted.fill.rationales[t], [by_task[t]]) for t in request.tasks()]
-    statements.append((drafted.fill.uncertainty, list(draft.conclusions)))
-    sentences = [_sentence(st, about, drafted, draft) for st, about in statements]
+def draft_sections(drafted: Drafted, request: DraftRequest) -> list[NarrativeSection]:
+    statements = [drafted.fill.rationales[t] for t in request.tasks()] + [drafted.fill.uncertainty]
+    sentences = [_sentence(st, drafted) for st in statements]
     return [NarrativeSection(key=SECTION_KEY, title=localise(Phrase(f"section.{SECTION_KEY}")), sentences=sentences)]
 
 
-def _sentence(st: Statement, about: list, drafted: Drafted, draft: EvidenceChainReport) -> Sentence:
-    evidence = list(dict.fromkeys(st.evidence))
-    # The number check every template sentence gets; the claim verifier decides `grounded` in the final report.
-    numbers = cited_values(draft, evidence) + values_of(*about)
+def _sentence(st: Statement, drafted: Drafted) -> Sentence:
+    # Unverified until write_report's claim verifier has checked it against what it cites.
     return Sentence(
-        text=LocalisedText(en=st.en, zh=st.zh), evidence=evidence, grounded=sentence_is_grounded(st.en, numbers),
+        text=LocalisedText(en=st.en, zh=st.zh), evidence=list(dict.fromkeys(st.evidence)), grounded=False,
         source=drafted.source,
     )
+
+
+def without_relabelled(sections: Sequence[NarrativeSection], report: EvidenceChainReport) -> list[NarrativeSection]:
+    """`sections` without the sentence of each conclusion a clinician relabelled.
+
+    That sentence argued for the model's label with the model's evidence; after the override the
+    clinician's label and reason speak for the conclusion. Drafted and fallback sections lose the
+    same sentences, so they stay aligned for the verifier.
+    """
+    relabelled = {i for i, c in enumerate(report.conclusions) if any(o.field == "label" for o in c.overrides)}
+    return [
+        s.model_copy(update={"sentences": [x for i, x in enumerate(s.sentences) if i not in relabelled]})
+        if s.key == SECTION_KEY else s
+        for s in sections
+    ]

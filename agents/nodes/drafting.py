@@ -55,6 +55,6 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         draft = draft.model_copy(update={"provenance": provenance})
     return {
         "draft": draft,
-        "draft_narrative": draft_sections(drafted, request, draft),
-        "fallback_narrative": draft_sections(fallback, request, draft),
+        "draft_narrative": draft_sections(drafted, request),
+        "fallback_narrative": draft_sections(fallback, request),
     }

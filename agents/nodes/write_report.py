@@ -17,6 +17,7 @@ from agents import resources
 from agents.consistency.verifier import verify_narrative
 from agents.context import Settings
 from agents.figures import render_figures
+from agents.llm.sections import without_relabelled
 from agents.narrative import build_narrative, place_sections
 from agents.output import FINGERPRINT_FILE, validate_report, write_case_folder
 from agents.render import render_html, render_markdown
@@ -30,8 +31,8 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     programme_of = {p.id: p.programme for p in kb.pathways if p.programme}
     template = build_narrative(report, state.get("flag_texts"), state.get("basis_texts"), programme_of)
     verified = verify_narrative(
-        report, place_sections(template, state.get("draft_narrative", [])),
-        fallback=place_sections(template, state.get("fallback_narrative", [])),
+        report, place_sections(template, without_relabelled(state.get("draft_narrative", []), report)),
+        fallback=place_sections(template, without_relabelled(state.get("fallback_narrative", []), report)),
         programme_of=programme_of, genes=kb.gene_universe,
     )
     report = report.model_validate(report.model_dump() | {
@@ -39,11 +40,10 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         "consistency_flags": [f.model_dump() for f in (*report.consistency_flags, *verified.flags)],
         "grounding": verified.summary.model_dump(),
     })
-    report = review_workflow.for_write(report, state, runtime.context)
-    # Figures after the reviewer's sentences and review block: captions cite the report as written.
     inputs = resources.case_inputs(state, runtime.context) if runtime.context.figures else None
     figures, images = render_figures(inputs, report, state.get("fusion"), runtime.context)
-    report = report.model_copy(update={"figures": figures})
+    # The review block last: what followed a reviewer's step (flags, narrative, figures) is in its audit trail.
+    report = review_workflow.for_write(report.model_copy(update={"figures": figures}), state, runtime.context)
     data = report.model_dump(mode="json")
     validate_report(data)
     files = {

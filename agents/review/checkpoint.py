@@ -24,6 +24,7 @@ from schemas.report import (
     HistologyEvidence,
     LocalisedText,
     MechanismEvidence,
+    NarrativeSection,
     Review,
     SpatialEvidence,
 )
@@ -34,7 +35,7 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # Every class the state holds at its top level or in its lists and dicts (nested models travel as their dump).
 STATE_TYPES = (
     EvidenceChainReport, FusionOutput, SpatialEvidence, HistologyEvidence, MechanismEvidence,
-    FlagText, LocalisedText, Review, StampedEdit,
+    FlagText, LocalisedText, NarrativeSection, Review, StampedEdit,
 )
 
 

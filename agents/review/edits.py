@@ -75,7 +75,7 @@ def check_edit(report: EvidenceChainReport, edit: Edit) -> None:
         if edit.index > len(sections[edit.section].sentences):
             raise InvalidEdit(f"{where}: index {edit.index} is beyond the section's "
                               f"{len(sections[edit.section].sentences)} sentence(s)")
-        unknown = [e for e in edit.evidence if e not in report.evidence_ids()]
+        unknown = [e for e in edit.evidence if e not in report.citable_ids()]
         if unknown:
             raise InvalidEdit(f"{where}.evidence: unknown evidence ids {', '.join(unknown)}")
 
