@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from demo.head_data import demo_head_data  # noqa: E402
-from evals.metrics import concordance_index, expected_calibration_error, roc_auc  # noqa: E402
+from evals.metrics import calibration_error, concordance_index, roc_auc  # noqa: E402
 from fusion_models.fusion_heads import HeadConfig, HeadInputs, HeadTask, Targets, collate, fusion_head_names  # noqa: E402
 from fusion_models.fusion_heads.tcga import MODALITIES as TCGA_MODALITIES, tcga_head_data  # noqa: E402
 from fusion_models.fusion_heads.trainer import Ensemble, TrainSettings  # noqa: E402
@@ -59,7 +59,7 @@ def scores(probabilities: np.ndarray, risk: np.ndarray, y: Targets) -> dict[str,
         "auc": roc_auc(g == G4, p[:, G4]),
         "accuracy": float((p.argmax(1) == g).mean()),
         "c_index": concordance_index(y.time.numpy(), y.event.numpy().astype(bool), risk),
-        "ece": expected_calibration_error(p.max(1), p.argmax(1) == g),
+        "ece": calibration_error(p.max(1), p.argmax(1) == g),
     }
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import rankdata
 
+from fusion_models.calibration import ReliabilityBin, calibration_error, reliability_bins
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -21,15 +23,6 @@ class Interval:
     low: float | None
     high: float | None
     n_boot: int  # resamples on which the statistic was defined
-
-
-@dataclass(frozen=True)
-class ReliabilityBin:
-    lower: float
-    upper: float
-    count: int
-    mean_confidence: float | None
-    accuracy: float | None
 
 
 @dataclass(frozen=True)
@@ -122,42 +115,6 @@ def macro_f1(truth: Sequence[str], predicted: Sequence[str], classes: Sequence[s
 
 
 # --- calibration ----------------------------------------------------------------------
-def _bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
-    # Bins are (lower, upper]; rounding keeps 0.3 in (0.2, 0.3] despite 0.3 * 10 > 3 in floats.
-    scaled = np.round(confidence * n_bins, 9)
-    return np.clip(np.ceil(scaled).astype(int) - 1, 0, n_bins - 1)
-
-
-def reliability_bins(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> list[ReliabilityBin]:
-    """Equal-width bins over [0, 1] (first bin closed at 0): mean confidence and accuracy per bin."""
-    conf = np.asarray(confidence, dtype=float)
-    hit = np.asarray(correct, dtype=float)
-    idx = _bin_index(conf, n_bins)
-    out = []
-    for b in range(n_bins):
-        mask = idx == b
-        count = int(mask.sum())
-        out.append(
-            ReliabilityBin(
-                lower=b / n_bins,
-                upper=(b + 1) / n_bins,
-                count=count,
-                mean_confidence=float(conf[mask].mean()) if count else None,
-                accuracy=float(hit[mask].mean()) if count else None,
-            )
-        )
-    return out
-
-
-def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> float:
-    """Sum over bins of (bin share of cases) x |accuracy - mean confidence|."""
-    bins = reliability_bins(confidence, correct, n_bins)
-    n = sum(b.count for b in bins)
-    if n == 0:
-        raise ValueError("calibration error of no cases")
-    return float(sum(b.count / n * abs(b.accuracy - b.mean_confidence) for b in bins if b.count))
-
-
 def brier_multiclass(probabilities: np.ndarray, truth_index: Sequence[int]) -> float:
     """Mean over cases of the squared distance to the one-hot truth (0 best, 2 worst)."""
     p = np.asarray(probabilities, dtype=float)
@@ -319,7 +276,7 @@ def classification_summary(
         confusion=confusion_matrix(truth_arr, reported_arr, labels).tolist(),
         auc=auc,
         auc_macro=bootstrap_ci(auc_macro, len(truth_arr), n_boot, seed) if auc["macro"] is not None else None,
-        ece=expected_calibration_error(p.max(axis=1), top == truth_arr),
+        ece=calibration_error(p.max(axis=1), top == truth_arr),
         brier=brier_multiclass(p[known], [list(classes).index(t) for t in truth_arr[known]]) if known.any() else None,
         reliability=reliability_bins(p.max(axis=1), top == truth_arr),
         decision_curve=curve,

@@ -21,8 +21,8 @@ from evals.metrics import (
     accuracy,
     bootstrap_ci,
     brier_multiclass,
+    calibration_error,
     concordance_index,
-    expected_calibration_error,
     macro_f1,
     roc_auc,
 )
@@ -89,7 +89,7 @@ def _macro_f1(p: np.ndarray, y: np.ndarray) -> float:
 
 
 def _ece(p: np.ndarray, y: np.ndarray) -> float:
-    return expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == y)
+    return calibration_error(p.max(axis=1), p.argmax(axis=1) == y)
 
 
 def _g4_auc(p: np.ndarray, y: np.ndarray) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,23 +58,57 @@ class Temperature:
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> float:
-    """Top-label ECE: confidence-weighted gap between accuracy and confidence over equal-width bins.
-
-    Bins are (lo, hi] so that a confidence of exactly 1/n_bins * k lands in bin k-1, as in Guo et al.
-    """
+    """Top-label ECE (Guo et al.) of (N, C) probabilities against integer labels."""
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels)
     if len(labels) == 0:
         raise ValueError("ECE of an empty set is undefined")
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == labels
-    inner_edges = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
-    bins = np.searchsorted(inner_edges, confidence, side="left")
-    ece = 0.0
-    for b in np.unique(bins):
-        in_bin = bins == b
-        ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(ece)
+    return calibration_error(probs.max(axis=1), probs.argmax(axis=1) == labels, n_bins)
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    lower: float
+    upper: float
+    count: int
+    mean_confidence: float | None
+    accuracy: float | None
+
+
+def _bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
+    # Bins are (lower, upper]; rounding keeps 0.3 in (0.2, 0.3] despite 0.3 * 10 > 3 in floats.
+    scaled = np.round(confidence * n_bins, 9)
+    return np.clip(np.ceil(scaled).astype(int) - 1, 0, n_bins - 1)
+
+
+def reliability_bins(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> list[ReliabilityBin]:
+    """Equal-width bins over [0, 1] (first bin closed at 0): mean confidence and accuracy per bin."""
+    conf = np.asarray(confidence, dtype=float)
+    hit = np.asarray(correct, dtype=float)
+    idx = _bin_index(conf, n_bins)
+    out = []
+    for b in range(n_bins):
+        mask = idx == b
+        count = int(mask.sum())
+        out.append(
+            ReliabilityBin(
+                lower=b / n_bins,
+                upper=(b + 1) / n_bins,
+                count=count,
+                mean_confidence=float(conf[mask].mean()) if count else None,
+                accuracy=float(hit[mask].mean()) if count else None,
+            )
+        )
+    return out
+
+
+def calibration_error(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> float:
+    """Sum over bins of (bin share of cases) x |accuracy - mean confidence|."""
+    bins = reliability_bins(confidence, correct, n_bins)
+    n = sum(b.count for b in bins)
+    if n == 0:
+        raise ValueError("calibration error of no cases")
+    return float(sum(b.count / n * abs(b.accuracy - b.mean_confidence) for b in bins if b.count))
 
 
 def breslow_cumulative_hazard(time: np.ndarray, event: np.ndarray, risk: np.ndarray, horizon: float) -> float:

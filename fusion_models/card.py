@@ -11,8 +11,7 @@ import numpy as np
 from lifelines.utils import concordance_index
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from evals.metrics import reliability_bins
-from fusion_models.calibration import expected_calibration_error, nll, softmax
+from fusion_models.calibration import expected_calibration_error, nll, reliability_bins, softmax
 from toolkit.atomic import atomic_write_text
 
 if TYPE_CHECKING:  # the head types (imported by the model) read this module's metrics

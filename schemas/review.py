@@ -17,7 +17,7 @@ from schemas.common import ContractModel
 class ConclusionEdit(ContractModel):
     """Set a conclusion's label or confidence; the model's value is kept as a ClinicianOverride."""
 
-    kind: Literal["conclusion"] = "conclusion"
+    kind: Literal["conclusion"] = Field(default="conclusion", description="Change a conclusion's label or confidence.")
     task: str = Field(description="Task of the conclusion, e.g. 'grade'.")
     field: Literal["label", "confidence"] = Field(description="Which field to set.")
     value: str = Field(min_length=1, description="New label (one of the conclusion's candidate labels) or confidence.")
@@ -27,7 +27,7 @@ class ConclusionEdit(ContractModel):
 class FlagDismissEdit(ContractModel):
     """Dismiss a consistency flag that does not apply to this case."""
 
-    kind: Literal["dismiss_flag"] = "dismiss_flag"
+    kind: Literal["dismiss_flag"] = Field(default="dismiss_flag", description="Dismiss a consistency flag.")
     flag_id: str = Field(description="Flag id, e.g. 'F2'.")
     reason: str = Field(min_length=1, description="Why it does not apply.")
 
@@ -35,7 +35,7 @@ class FlagDismissEdit(ContractModel):
 class SamplingTargetEdit(ContractModel):
     """Move a unit of the sampling plan to another rank (1 = sample first)."""
 
-    kind: Literal["sampling_target"] = "sampling_target"
+    kind: Literal["sampling_target"] = Field(default="sampling_target", description="Move a sampling target to another rank.")
     unit_id: str = Field(description="Spatial unit of the plan, e.g. 'T1:enhancing'.")
     rank: int = Field(ge=1, description="New rank of that unit.")
     reason: str = Field(min_length=1, description="Why.")
@@ -44,7 +44,7 @@ class SamplingTargetEdit(ContractModel):
 class NarrativeEdit(ContractModel):
     """Replace (or, at index = number of sentences, add) a sentence of a narrative section with the reviewer's."""
 
-    kind: Literal["narrative"] = "narrative"
+    kind: Literal["narrative"] = Field(default="narrative", description="Replace or add a narrative sentence.")
     section: str = Field(description="Narrative section key, e.g. 'diagnosis'.")
     index: int = Field(ge=0, description="Sentence index in the section (0 = first).")
     text: str = Field(min_length=1, description="The reviewer's sentence.")
@@ -59,19 +59,19 @@ Edit = Annotated[
 
 
 class Approve(ContractModel):
-    kind: Literal["approve"] = "approve"
+    kind: Literal["approve"] = Field(default="approve", description="Approve the report (it becomes immutable).")
     comment: str | None = Field(default=None, description="Optional comment recorded with the approval.")
 
 
 class Reject(ContractModel):
-    kind: Literal["reject"] = "reject"
+    kind: Literal["reject"] = Field(default="reject", description="Reject the report.")
     reason: str = Field(min_length=1, description="Why the report is rejected.")
 
 
 class Reopen(ContractModel):
     """Start a new version of an approved or rejected report (the closed one is kept unchanged)."""
 
-    kind: Literal["reopen"] = "reopen"
+    kind: Literal["reopen"] = Field(default="reopen", description="Reopen a closed report as a new version.")
     reason: str = Field(min_length=1, description="Why a new version is needed.")
 
 

@@ -76,7 +76,7 @@ def test_reliability_bins_and_ece_hand_checked() -> None:
     assert bins[9].accuracy == pytest.approx(0.5)
     assert bins[9].mean_confidence == pytest.approx(0.95)
     # 1/4 * 0.15 + 1/4 * 0.75 + 2/4 * 0.45
-    assert M.expected_calibration_error(conf, correct, 10) == pytest.approx(0.45)
+    assert M.calibration_error(conf, correct, 10) == pytest.approx(0.45)
 
 
 def test_bins_are_right_closed() -> None:
@@ -181,7 +181,7 @@ def test_classification_summary_keeps_insufficient_evidence_in_confusion() -> No
     assert s.confusion[1] == [0, 0, 0, 1]
     assert s.accuracy.value == pytest.approx(0.5)
     # Top-class correctness: G2 yes, G2-for-G3 no, G4 yes, G3-for-G4 no.
-    assert s.ece == pytest.approx(M.expected_calibration_error([0.8, 0.4, 0.7, 0.6], [1, 0, 1, 0]))
+    assert s.ece == pytest.approx(M.calibration_error([0.8, 0.4, 0.7, 0.6], [1, 0, 1, 0]))
     assert s.decision_curve.positive_class == "G4"
     assert s.brier == pytest.approx(M.brier_multiclass(p, [0, 1, 2, 2]))
 

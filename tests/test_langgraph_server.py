@@ -21,6 +21,7 @@ from schemas.review import Approve, ReviewStep
 ROOT = Path(__file__).resolve().parents[1]
 CASE = "DEMO-004"
 START_TIMEOUT_S = 180
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _free_port() -> int:
@@ -51,7 +52,8 @@ def served_graph():
                 log.append(lines.get(timeout=1))
             except queue.Empty:
                 continue
-            found = re.search(r"API:\s*(http://[\w.:]+)", log[-1])
+            # The banner colours the URL: "API: ESC[36mhttp://127.0.0.1:PORTESC[0m".
+            found = re.search(r"API:\s*(http://[\w.:]+)", ANSI.sub("", log[-1]))
             url = found[1] if found else None
         assert url, "langgraph dev did not start:\n" + "".join(log[-30:])
         yield url
