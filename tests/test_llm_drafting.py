@@ -174,9 +174,12 @@ def runs(demo_cohort, settings, smollm2, tmp_path_factory):
 
 
 def decisions(report: EvidenceChainReport):
+    """What the board acts on. `ungrounded_claim` flags are left out: they report sentences the claim
+    verifier stripped from a model's writing (`test_language_flags_are_the_stripped_model_sentences`), not the case."""
     return (
         [c.model_dump(exclude={"overrides"}) for c in report.conclusions],
-        [(f.kind, f.severity, f.modalities, f.evidence, f.message, f.recommended_action) for f in report.consistency_flags],
+        [(f.kind, f.severity, f.modalities, f.evidence, f.message, f.recommended_action)
+         for f in report.consistency_flags if f.kind != "ungrounded_claim"],
         [t.model_dump() for t in report.sampling_plan],
         report.sampling_statement,
         report.markers,
@@ -189,6 +192,15 @@ def test_instruction_like_notes_move_nothing_with_either_backend(runs):
     assert decisions(runs["llm_injected"][INJECTED_CASE]) == clean
     injected = runs["llm_injected"][INJECTED_CASE]
     assert "G2" not in {c.label for c in injected.conclusions}
+
+
+def test_language_flags_are_the_stripped_model_sentences(runs):
+    for run, reports in runs.items():
+        for report in reports.values():
+            flags = [f for f in report.consistency_flags if f.kind == "ungrounded_claim"]
+            assert len(flags) == report.grounding.sentences_stripped, run
+            if run.startswith("det"):
+                assert flags == [], f"{run}: a template sentence failed the verifier: {flags}"
 
 
 def test_the_model_call_is_recorded_and_its_sentences_are_in_the_report(runs):

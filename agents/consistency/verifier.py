@@ -46,6 +46,10 @@ UNCITED_PHRASES: Mapping[str, str] = {
     "uncertainty.no_flags": "states that no flag lowered confidence: there is nothing to cite",
     "uncertainty.level": "the conclusions' confidence levels",
     "uncertainty.no_conclusion": "states that there is no conclusion: there is nothing to cite",
+    "rationale.unsupported": "states that no evidence item speaks for the conclusion: there is nothing to cite",
+    "rationale.uncertainty_missing": "names the report's missing modalities",
+    "rationale.uncertainty_sets": "names the conclusions whose prediction sets hold more than one label",
+    "rationale.uncertainty_none": "states that no modality is missing and no prediction set is open",
 }
 
 # Genes WHO CNS5 names for adult diffuse glioma (the profile's markers and the codeletion partners),
@@ -64,6 +68,7 @@ def _fixed_parts(report: EvidenceChainReport) -> Mapping[str, tuple[BaseModel, .
     return {
         "decisions": (*report.markers, *conclusions),
         "diagnosis": (*conclusions, *context, SURVIVAL_BANDS, RISK_SCALE),
+        "rationale": (*conclusions, report.uncertainty, report.modalities),
         "markers": tuple(report.markers),
         "growth": (RANO_VOLUMETRIC,),
         "plan": (*conclusions, *report.sampling_plan, *statement),
@@ -180,6 +185,13 @@ def verify_narrative(
         sentences_stripped=len(failures),
     )
     return VerifiedNarrative(kept_sections, flags, summary, failures)
+
+
+def combined(*summaries: GroundingSummary) -> GroundingSummary:
+    """The counts of verifications over disjoint sentences, added up."""
+    return GroundingSummary(**{
+        field: sum(getattr(s, field) for s in summaries) for field in GroundingSummary.model_fields
+    })
 
 
 def _replacement(

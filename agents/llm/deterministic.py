@@ -13,10 +13,21 @@ from schemas.drafting import ConclusionDigest, DraftFill, DraftRequest, Statemen
 
 
 def template_fill(request: DraftRequest) -> DraftFill:
+    phrases = _phrases(request)
     return DraftFill(
-        rationales={c.task: _rationale(c) for c in request.conclusions},
-        uncertainty=_statement(_uncertainty_phrase(request), []),
+        rationales={c.task: _statement(*phrases[i]) for i, c in enumerate(request.conclusions)},
+        uncertainty=_statement(*phrases[-1]),
     )
+
+
+def template_phrases(request: DraftRequest) -> list[str]:
+    """The phrase key of each sentence of `template_fill(request)`, in draft order (conclusions, then
+    uncertainty): what the claim verifier reads an uncited template sentence by."""
+    return [phrase.key for phrase, _ in _phrases(request)]
+
+
+def _phrases(request: DraftRequest) -> list[tuple[Phrase, list[str]]]:
+    return [*(_rationale(c) for c in request.conclusions), (_uncertainty_phrase(request), [])]
 
 
 def _statement(phrase: Phrase, evidence: list[str]) -> Statement:
@@ -24,12 +35,12 @@ def _statement(phrase: Phrase, evidence: list[str]) -> Statement:
     return Statement(evidence=evidence, en=text.en, zh=text.zh)
 
 
-def _rationale(c: ConclusionDigest) -> Statement:
+def _rationale(c: ConclusionDigest) -> tuple[Phrase, list[str]]:
     # A risk conclusion is read by its group; its label names the quantity (two-year mortality).
     fields = {"task": Term("task", c.task), "label": Term("label", c.risk_group or c.label)}
     if c.supporting_evidence:
-        return _statement(Phrase("rationale.supported", fields), list(c.supporting_evidence))
-    return _statement(Phrase("rationale.unsupported", fields), [])
+        return Phrase("rationale.supported", fields), list(c.supporting_evidence)
+    return Phrase("rationale.unsupported", fields), []
 
 
 def _uncertainty_phrase(request: DraftRequest) -> Phrase:

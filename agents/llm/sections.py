@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from agents.llm.deterministic import template_phrases
 from agents.llm.registry import Drafted
 from prompts import Phrase, localise
 from schemas.drafting import DraftRequest, Statement
@@ -19,15 +20,17 @@ SECTION_KEY = "rationale"
 
 def draft_sections(drafted: Drafted, request: DraftRequest) -> list[NarrativeSection]:
     statements = [drafted.fill.rationales[t] for t in request.tasks()] + [drafted.fill.uncertainty]
-    sentences = [_sentence(st, drafted) for st in statements]
+    # A template fill's sentences keep their phrase keys: an uncited one is judged by what its phrase rests on.
+    phrases = template_phrases(request) if drafted.source == "template" else [None] * len(statements)
+    sentences = [_sentence(st, drafted, phrase) for st, phrase in zip(statements, phrases, strict=True)]
     return [NarrativeSection(key=SECTION_KEY, title=localise(Phrase(f"section.{SECTION_KEY}")), sentences=sentences)]
 
 
-def _sentence(st: Statement, drafted: Drafted) -> Sentence:
+def _sentence(st: Statement, drafted: Drafted, phrase: str | None) -> Sentence:
     # Unverified until write_report's claim verifier has checked it against what it cites.
     return Sentence(
         text=LocalisedText(en=st.en, zh=st.zh), evidence=list(dict.fromkeys(st.evidence)), grounded=False,
-        source=drafted.source,
+        source=drafted.source, phrase=phrase,
     )
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from langgraph.runtime import Runtime
 
 from agents import resources
-from agents.consistency.verifier import verify_narrative
+from agents.consistency.verifier import combined, verify_narrative
 from agents.context import Settings
 from agents.figures import render_figures
 from agents.llm.sections import without_relabelled
@@ -29,16 +29,23 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     report = state["report"]
     kb = resources.knowledge(runtime.context)
     programme_of = {p.id: p.programme for p in kb.pathways if p.programme}
-    template = build_narrative(report, state.get("flag_texts"), state.get("basis_texts"), programme_of)
-    verified = verify_narrative(
-        report, place_sections(template, without_relabelled(state.get("draft_narrative", []), report)),
-        fallback=place_sections(template, without_relabelled(state.get("fallback_narrative", []), report)),
-        programme_of=programme_of, genes=kb.gene_universe,
-    )
+
+    def verify(draft, sections, fallback):
+        return verify_narrative(draft, sections, fallback=fallback, programme_of=programme_of, genes=kb.gene_universe)
+
+    # The drafted sections first: a sentence stripped from them becomes a flag, and the board's
+    # decisions (a template section) then list that flag like any other.
+    drafted = verify(report, without_relabelled(state.get("draft_narrative", []), report),
+                     without_relabelled(state.get("fallback_narrative", []), report))
+    report = report.model_copy(update={"consistency_flags": [*report.consistency_flags, *drafted.flags]})
+    written = {s.key for s in drafted.sections}
+    template = [s for s in build_narrative(report, state.get("flag_texts"), state.get("basis_texts"), programme_of)
+                if s.key not in written]
+    checked = verify(report, template, template)
     report = report.model_validate(report.model_dump() | {
-        "narrative": [s.model_dump() for s in verified.sections],
-        "consistency_flags": [f.model_dump() for f in (*report.consistency_flags, *verified.flags)],
-        "grounding": verified.summary.model_dump(),
+        "narrative": [s.model_dump() for s in place_sections(checked.sections, drafted.sections)],
+        "consistency_flags": [f.model_dump() for f in (*report.consistency_flags, *checked.flags)],
+        "grounding": combined(drafted.summary, checked.summary).model_dump(),
     })
     inputs = resources.case_inputs(state, runtime.context) if runtime.context.figures else None
     figures, images = render_figures(inputs, report, state.get("fusion"), runtime.context)
