@@ -14,7 +14,19 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from schemas.errors import InputError
 from toolkit.registry import Registry
+
+WEIGHTS_SETTING = "--encoder-weights / Settings.encoder_weights"
+
+
+def weights_error(encoder: str, weights: Path | None, problem: str) -> InputError:
+    """Missing or unusable local weights: one line naming the encoder, the file and the setting that gives it."""
+    return InputError(
+        str(weights) if weights is not None else "--encoder-weights",
+        "encoder_weights",
+        f"encoder {encoder!r}: {problem} (set {WEIGHTS_SETTING} to a local weights file; nothing is downloaded)",
+    )
 
 
 @runtime_checkable
@@ -75,7 +87,7 @@ def create_encoder(name: str, weights: Path | None = None, **kw: Any) -> PatchEn
     if not entry.family and arch:
         raise ValueError(f"encoder {prefix!r} takes no architecture, got {name!r}")
     if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(f"weights file for encoder {name!r} not found: {weights}")
+        raise weights_error(name, weights, "weights file not found")
     if entry.family:
         return entry.factory(weights, arch=arch, **kw)
     return entry.factory(weights, **kw)
