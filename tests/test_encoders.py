@@ -104,7 +104,7 @@ def test_every_plain_encoder_meets_the_contract(name):
     np.testing.assert_array_equal(out, encoder.embed(tiles))
     assert encoder.embed(tiles[:0]).shape == (0, encoder.dim)
     info = encoder.info()
-    assert {"name", "version", "weights_sha256", "licence", "input_size", "trained"} <= set(info)
+    assert {"name", "version", "weights_sha256", "licence", "input_size", "trained", "tile_px", "mpp"} <= set(info)
     with pytest.raises(ValueError, match="uint8"):
         encoder.embed(tiles.astype(np.float32))
 

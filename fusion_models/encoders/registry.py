@@ -17,6 +17,8 @@ import numpy as np
 from schemas.errors import InputError
 from toolkit.registry import Registry
 
+# 20x: the pixel size most patch encoders are trained at; the tile size of an encoder that states none.
+DEFAULT_MPP = 0.5
 WEIGHTS_SETTING = "--encoder-weights / Settings.encoder_weights"
 
 
@@ -41,7 +43,8 @@ class PatchEncoder(Protocol):
         ...
 
     def info(self) -> dict[str, Any]:
-        """name, version, weights_sha256 (or None), licence, input_size and whether it is trained."""
+        """name, version, weights_sha256 (or None), licence, input_size, whether it is trained, and the tiles
+        it reads: `tile_px` (side in pixels) at `mpp` (microns per pixel)."""
         ...
 
 
@@ -99,3 +102,9 @@ def check_tiles(tiles: np.ndarray) -> np.ndarray:
     if tiles.ndim != 4 or tiles.shape[-1] != 3 or tiles.dtype != np.uint8:
         raise ValueError(f"tiles must be uint8 (N, H, W, 3), got {tiles.dtype} {tiles.shape}")
     return tiles
+
+
+def tile_geometry(encoder: PatchEncoder) -> tuple[int, float]:
+    """(tile side in px, microns per pixel) of the tiles `encoder` reads: its field of view on the slide."""
+    info = encoder.info()
+    return int(info["tile_px"]), float(info["mpp"])

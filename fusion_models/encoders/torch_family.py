@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from fusion_models.encoders.registry import PatchEncoder, check_tiles, register_encoder
+from fusion_models.encoders.registry import DEFAULT_MPP, PatchEncoder, check_tiles, register_encoder
 from toolkit.torchvision_compat import ensure_torchvision
 
 if TYPE_CHECKING:
@@ -57,7 +57,9 @@ def register_torch_family(family: str) -> Callable[[TorchBuilder], TorchBuilder]
             ensure_torchvision()
             built = build(arch, weights, **model_kw)
             name = f"{family}/{arch}"
-            meta = weights_info(name, built.version, weights, licence, **built.sizes)
+            # An architecture alone states no pixel size: its input-size tiles are read at DEFAULT_MPP.
+            geometry = {"tile_px": built.sizes["input_size"][0], "mpp": DEFAULT_MPP, **built.sizes}
+            meta = weights_info(name, built.version, weights, licence, **geometry)
             return TorchTileEncoder(name, built.dim, built.module, built.transform, meta, batch_size)
 
         return build
