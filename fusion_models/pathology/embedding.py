@@ -10,14 +10,15 @@ was; a crash leaves no partial file; a bad slide is recorded and the others stil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import h5py
 import numpy as np
 import tiffslide
+import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
@@ -65,16 +66,34 @@ def patch_grid(
     return PatchGrid(coords, size0, level, read_size, tile_px, mpp, level0_mpp)
 
 
+@runtime_checkable
+class StagedEncoder(Protocol):
+    """An encoder whose preprocessing runs apart from its forward pass (TorchTileEncoder).
+
+    The DataLoader's workers then preprocess while the main process runs the model: on a
+    busy machine, tensor conversion of single tiles in the main process (two intra-op
+    threads spinning per tiny op) costs as much as the forward pass itself.
+    """
+
+    def preprocess(self, tile: np.ndarray) -> torch.Tensor: ...
+
+    def forward(self, batch: torch.Tensor) -> np.ndarray: ...
+
+
 class SlideReadError(RuntimeError):
     """A tile could not be read; one-argument, so a DataLoader worker can re-raise it in the main process."""
 
 
 class SlideTiles(Dataset):
-    """uint8 (tile_px, tile_px, 3) tiles of one slide's grid; each worker process opens its own slide handle."""
+    """Tiles of one slide's grid: uint8 (tile_px, tile_px, 3), or what `preprocess` makes of them.
 
-    def __init__(self, path: Path, grid: PatchGrid):
+    Each worker process opens its own slide handle.
+    """
+
+    def __init__(self, path: Path, grid: PatchGrid, preprocess: Callable[[np.ndarray], Any] | None = None):
         self.path = Path(path)
         self.grid = grid
+        self.preprocess = preprocess
         self._slide: tiffslide.TiffSlide | None = None
 
     def __len__(self) -> int:
@@ -91,7 +110,8 @@ class SlideTiles(Dataset):
             raise SlideReadError(f"cannot read the tile at level-0 ({x}, {y}): {exc}") from None
         if grid.read_size != grid.tile_px:
             region = np.asarray(Image.fromarray(region).resize((grid.tile_px,) * 2, Image.Resampling.BILINEAR))
-        return np.ascontiguousarray(region)
+        region = np.ascontiguousarray(region)
+        return region if self.preprocess is None else self.preprocess(region)
 
     def __getstate__(self) -> dict:
         # An open slide handle does not travel to a worker process; the worker opens its own.
@@ -126,14 +146,17 @@ def embed_slide(
     if len(grid.coords) == 0:
         raise InputError(rel, "slide", f"no patch of {grid.patch_size_level0} level-0 px with enough tissue")
     features = np.empty((len(grid.coords), encoder.dim), dtype=np.float32)
-    loader = DataLoader(SlideTiles(path, grid), batch_size=batch_size, num_workers=workers, collate_fn=np.stack)
+    staged = isinstance(encoder, StagedEncoder)
+    tiles = SlideTiles(path, grid, encoder.preprocess if staged else None)
+    run = encoder.forward if staged else encoder.embed
+    loader = DataLoader(tiles, batch_size=batch_size, num_workers=workers, collate_fn=torch.stack if staged else np.stack)
     done = 0
     try:
         with tqdm(total=len(features), desc=rel, unit="tile", disable=not progress, leave=False) as bar:
-            for tiles in loader:
-                features[done : done + len(tiles)] = encoder.embed(tiles)
-                done += len(tiles)
-                bar.update(len(tiles))
+            for batch in loader:
+                features[done : done + len(batch)] = run(batch)
+                done += len(batch)
+                bar.update(len(batch))
     except SlideReadError as exc:
         raise InputError(rel, "slide", _read_error_message(exc)) from None
     info = encoder.info()
