@@ -125,6 +125,19 @@ def test_cli_names_each_bad_slide_and_finishes_the_others(slides, tmp_path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.h5"]
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_tile_that_cannot_be_read_fails_its_slide_with_one_line(slides, small_uni, tmp_path, workers):
+    # Zeros over pyramid level 1 (the level the encoder reads here); the thumbnail levels stay intact.
+    damaged = bytearray((slides / "good.tif").read_bytes())
+    start, stop = int(len(damaged) * 0.77), int(len(damaged) * 0.9)
+    damaged[start:stop] = bytes(stop - start)
+    (tmp_path / "damaged.tif").write_bytes(bytes(damaged))
+    (outcome,) = embed_slides([tmp_path / "damaged.tif"], tmp_path / "out", small_uni, workers=workers, progress=False)
+    assert outcome.status == "failed"
+    assert outcome.error.startswith("damaged.tif: slide: cannot read the tile at level-0 (")
+    assert "\n" not in outcome.error and not (tmp_path / "out").exists()
+
+
 def test_cli_weights_and_encoder_errors_are_one_line(slides, tmp_path, capsys):
     assert main(["embed-slides", str(slides), "--encoder", "uni", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (

@@ -120,7 +120,7 @@ class SlideTiles(Dataset):
 
 def _read_error_message(exc: SlideReadError) -> str:
     # From a worker the message carries the worker's traceback; its last line is the original message.
-    return str(exc).strip().splitlines()[-1].removeprefix(f"{SlideReadError.__name__}: ")
+    return str(exc).strip().splitlines()[-1].split(f"{SlideReadError.__name__}: ", 1)[-1]
 
 
 def embed_slide(
