@@ -30,6 +30,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
 def _family(model: str):
     """The registered model family `model`; an unknown name is bad input on --model."""
     from fusion_models.registry import model_family
@@ -201,9 +208,9 @@ def cmd_embed_slides(args: argparse.Namespace) -> int:
     slides = list_slides(Path(args.slides_dir))
     try:
         encoder = create_encoder(args.encoder, weights=args.encoder_weights)
-    except InputError:
-        raise
-    except ValueError as error:  # an unknown name, or options the encoder does not take
+    except ValueError as error:  # an unknown name; weights problems are InputErrors already
+        if isinstance(error, InputError):
+            raise
         raise InputError("--encoder", "encoder", str(error)) from None
     outcomes = embed_slides(
         slides, Path(args.out), encoder,
@@ -345,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder-weights", type=Path, default=None, help="local weights for the patch encoder")
     p.add_argument("--out", required=True, help="folder for <slide>.h5 (a case's pathology/ folder, for reports)")
     p.add_argument("--batch-size", type=_positive_int, default=32, help="tiles per forward pass")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader processes reading tiles (0: read in-process)")
+    p.add_argument("--workers", type=_non_negative_int, default=1,
+                   help="DataLoader processes reading and preprocessing tiles (0: in-process)")
     p.add_argument("--tissue-threshold", type=float, default=0.5, help="least tissue fraction of a kept patch")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_embed_slides)
