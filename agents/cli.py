@@ -3,7 +3,7 @@
 Exit codes: 0 success; 2 bad input (the one-line error names file and field);
 1 an internal error; 3 a review change refused (stale revision, or a closed version). `batch` exits 2 if any case had bad input and 1 if any
 case failed otherwise; the other cases still finish and every case is listed in
-`batch_summary.json`.
+`batch_summary.json`. `embed-slides` likewise exits 2 if any slide failed, after the others finished.
 """
 
 from __future__ import annotations
@@ -27,6 +27,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
 
 
@@ -193,6 +200,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return exit_code(results)
 
 
+def cmd_embed_slides(args: argparse.Namespace) -> int:
+    """Patch features of every slide in SLIDES_DIR, one HDF5 each; exit 2 if any slide failed (the others finish)."""
+    from fusion_models.encoders import create_encoder
+    from fusion_models.pathology.embedding import embed_slides, list_slides
+
+    slides = list_slides(Path(args.slides_dir))
+    try:
+        encoder = create_encoder(args.encoder, weights=args.encoder_weights)
+    except ValueError as error:  # an unknown name; weights problems are InputErrors already
+        if isinstance(error, InputError):
+            raise
+        raise InputError("--encoder", "encoder", str(error)) from None
+    outcomes = embed_slides(
+        slides, Path(args.out), encoder,
+        batch_size=args.batch_size, workers=args.workers, tissue_threshold=args.tissue_threshold,
+        progress=not args.quiet,
+    )
+    for outcome in outcomes:
+        detail = f"{outcome.patches} patches" if outcome.status == "embedded" else outcome.status
+        print(f"{outcome.slide}: {detail}" if outcome.error is None else f"{outcome.slide}: failed")
+    failed = [o for o in outcomes if o.error is not None]
+    for outcome in failed:
+        print(f"evchain: error: {outcome.error}", file=sys.stderr)
+    return 2 if failed else 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from evals.run import format_table, run_eval
 
@@ -310,6 +343,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "embed-slides", help="patch features of every slide in a folder: one CLAM/TRIDENT-layout HDF5 per slide"
+    )
+    p.add_argument("slides_dir", help="folder of slides (.tif, .tiff, .svs, .ndpi)")
+    p.add_argument("--encoder", required=True, help="registered patch encoder (uni, conch, virchow, ctranspath, ...)")
+    p.add_argument("--encoder-weights", type=Path, default=None, help="local weights for the patch encoder")
+    p.add_argument("--out", required=True, help="folder for <slide>.h5 (a case's pathology/ folder, for reports)")
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="tiles per forward pass")
+    p.add_argument("--workers", type=_non_negative_int, default=1,
+                   help="DataLoader processes reading and preprocessing tiles (0: in-process)")
+    p.add_argument("--tissue-threshold", type=float, default=0.5, help="least tissue fraction of a kept patch")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_embed_slides)
 
     p = sub.add_parser("review", help="list, show, edit, approve, reject or reopen reports paused for review")
     from agents.review.cli import add_review_arguments

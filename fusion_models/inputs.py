@@ -17,7 +17,7 @@ from fusion_models.gates import InputNeeds, apply_gates
 from fusion_models.genomics.io import GenomicsInput, load_genomics
 from fusion_models.imaging.io import ImagingTimepoint, load_imaging
 from fusion_models.pathology.h5 import SlideFeatures, read_patch_features, relative_name
-from fusion_models.pathology.slides import tile_slide
+from fusion_models.pathology.slides import SLIDE_SUFFIXES, tile_slide
 from schemas.case import CaseManifest, PathologyFindings
 from schemas.common import MODALITIES, Modality
 from schemas.errors import InputError
@@ -28,7 +28,6 @@ from toolkit.case_files import CaseFolder
 MANIFEST_FILE = "case.json"
 PATHOLOGY_DIR = "pathology"
 FINDINGS_FILE = "findings.json"
-SLIDE_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi")
 FEATURES_SUFFIX = ".h5"
 
 __all__ = [

@@ -16,8 +16,10 @@ from skimage.draw import disk
 from skimage.feature import graycomatrix, graycoprops
 
 from fusion_models.encoders import create_encoder, is_encoder_family, list_encoders, register_encoder
+from fusion_models.encoders.foundation import FOUNDATION_ENCODERS
 from fusion_models.encoders.hed_texture import FEATURE_NAMES, downsample, glcm_properties
 from fusion_models.encoders.registry import PatchEncoder
+from schemas.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,6 +59,15 @@ def random_tiles(n=3, side=64, seed=0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, side, side, 3), dtype=np.uint8)
 
 
+FOUNDATION = {config.name: config for config in FOUNDATION_ENCODERS}
+# The named foundation encoders as tests build them: the same architecture, reduced, randomly initialised.
+TEST_VARIANT = {"small": True, "random_init": True}
+
+
+def build_for_test(name: str, **kw) -> PatchEncoder:
+    return create_encoder(name, **(TEST_VARIANT if name in FOUNDATION else {}), **kw)
+
+
 # --- registry ---------------------------------------------------------------------------------
 
 
@@ -79,13 +90,13 @@ def test_registry_rejects_duplicates_missing_weights_and_slashes(tmp_path):
         register_encoder("hed_texture")(lambda weights=None: None)
     with pytest.raises(ValueError, match="must not contain"):
         register_encoder("a/b")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InputError, match="encoder_weights: encoder .timm/resnet18.: weights file not found"):
         create_encoder("timm/resnet18", weights=tmp_path / "missing.safetensors")
 
 
 @pytest.mark.parametrize("name", [n for n in list_encoders() if not is_encoder_family(n)])
 def test_every_plain_encoder_meets_the_contract(name):
-    encoder = create_encoder(name)
+    encoder = build_for_test(name)
     assert isinstance(encoder, PatchEncoder)
     tiles = random_tiles()
     out = encoder.embed(tiles)
@@ -93,7 +104,7 @@ def test_every_plain_encoder_meets_the_contract(name):
     np.testing.assert_array_equal(out, encoder.embed(tiles))
     assert encoder.embed(tiles[:0]).shape == (0, encoder.dim)
     info = encoder.info()
-    assert {"name", "version", "weights_sha256", "licence", "input_size", "trained"} <= set(info)
+    assert {"name", "version", "weights_sha256", "licence", "input_size", "trained", "tile_px", "mpp"} <= set(info)
     with pytest.raises(ValueError, match="uint8"):
         encoder.embed(tiles.astype(np.float32))
 
@@ -247,3 +258,81 @@ def test_torchvision_timm_and_open_clip_import_in_a_fresh_process():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "nms-raises" in result.stdout
+
+
+# --- named pathology foundation encoders (uni, conch, virchow, ctranspath) ----------------------------
+
+
+def test_every_foundation_encoder_is_registered_by_name():
+    assert set(FOUNDATION) <= set(list_encoders())
+    assert not any(is_encoder_family(name) for name in FOUNDATION)
+
+
+@pytest.mark.parametrize("name", sorted(FOUNDATION))
+def test_foundation_encoder_declares_its_geometry_and_is_deterministic(name):
+    config = FOUNDATION[name]
+    encoder = build_for_test(name)
+    info = encoder.info()
+    assert info["trained"] is False and info["weights_sha256"] is None
+    assert info["input_size"] == [config.small_input_size] * 2
+    assert (info["mean"], info["std"]) == (list(config.mean), list(config.std))
+    assert (info["mpp"], info["tile_px"]) == (config.mpp, config.tile_px)
+    assert info["magnification"] == pytest.approx(10.0 / config.mpp)
+    # Tiles arrive at the encoder's tile size and are resized to its input by its own transform.
+    tiles = random_tiles(n=3, side=config.tile_px, seed=1)
+    out = encoder.embed(tiles)
+    assert out.shape == (3, encoder.dim) and out.dtype == np.float32 and np.isfinite(out).all()
+    np.testing.assert_array_equal(out, encoder.embed(tiles))
+    assert not np.allclose(out[0], out[1])  # different tiles, different features
+
+
+@pytest.mark.parametrize("name", sorted(FOUNDATION))
+def test_foundation_encoder_checkpoint_round_trip(name, tmp_path):
+    import torch
+
+    config = FOUNDATION[name]
+    first = build_for_test(name)
+    # Saved as released checkpoints are: wrapped in {"model": ...}, the image tower under its prefix.
+    prefix = config.checkpoint_prefix or ""
+    weights = tmp_path / f"{name}.pt"
+    torch.save({"model": {prefix + k: v for k, v in first.module.backbone.state_dict().items()}}, weights)
+    loaded = create_encoder(name, weights=weights, small=True)
+    tiles = random_tiles(n=2, side=config.tile_px, seed=3)
+    np.testing.assert_array_equal(loaded.embed(tiles), first.embed(tiles))
+    info = loaded.info()
+    assert info["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert info["trained"] is True and info["licence"] == config.licence
+
+
+@pytest.mark.parametrize("name", sorted(FOUNDATION))
+def test_foundation_encoder_weights_errors_name_encoder_and_setting(name, tmp_path):
+    with pytest.raises(InputError) as err:
+        create_encoder(name)
+    assert str(err.value) == (
+        f"--encoder-weights: encoder_weights: encoder {name!r}: needs local weights (set --encoder-weights / "
+        "Settings.encoder_weights to a local weights file; nothing is downloaded)"
+    )
+    missing = tmp_path / "missing.safetensors"
+    with pytest.raises(InputError, match=f"{missing}: encoder_weights: encoder '{name}': weights file not found"):
+        create_encoder(name, weights=missing)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match=f"encoder '{name}': not a readable checkpoint"):
+        create_encoder(name, weights=garbage, small=True)
+    # Another encoder's weights: the architecture does not fit them.
+    other = next(n for n in sorted(FOUNDATION) if n != name)
+    import torch
+
+    wrong = tmp_path / "wrong.pt"
+    torch.save(build_for_test(other).module.backbone.state_dict(), wrong)
+    with pytest.raises(InputError, match=f"encoder '{name}': weights do not fit") as err:
+        create_encoder(name, weights=wrong, small=True)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FOUNDATION))
+def test_full_size_foundation_architecture_has_the_published_embedding_size(name):
+    encoder = create_encoder(name, random_init=True)
+    assert encoder.dim == FOUNDATION[name].embed_dim
+    assert encoder.info()["input_size"] == [FOUNDATION[name].input_size] * 2

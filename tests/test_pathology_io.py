@@ -83,7 +83,8 @@ def test_features_from_another_encoder_are_rejected(tmp_path):
         ("short_coords", "coords"),
         ("nan_features", "features"),
         ("no_encoder", "attrs.encoder"),
-        ("bad_patch_size", "attrs.patch_size"),
+        ("bad_patch_size", "attrs.patch_size_level0"),
+        ("clam_bad_patch_size", "attrs.patch_size"),
         ("bad_magnification", "attrs.magnification"),
         ("not_hdf5", "hdf5"),
     ],
@@ -104,6 +105,9 @@ def test_broken_h5_names_dataset_or_attribute(tmp_path, damage, field):
             elif damage == "no_encoder":
                 del h5.attrs["encoder"]
             elif damage == "bad_patch_size":
+                h5.attrs["patch_size_level0"] = 12.5
+            elif damage == "clam_bad_patch_size":  # a CLAM file has only patch_size
+                del h5.attrs["patch_size_level0"]
                 h5.attrs["patch_size"] = 12.5
             elif damage == "bad_magnification":
                 h5.attrs["magnification"] = "twenty"

@@ -30,9 +30,10 @@ from skimage.feature import graycomatrix, local_binary_pattern
 from skimage.filters import threshold_otsu
 from skimage.transform import resize
 
-from fusion_models.encoders.registry import PatchEncoder, check_tiles, register_encoder
+from fusion_models.encoders.registry import DEFAULT_MPP, PatchEncoder, check_tiles, register_encoder
 
 ANALYSIS_SIDE = 64
+TILE_PX = 256  # level-0 tiles at DEFAULT_MPP (0.5 um/px): the scale ANALYSIS_SIDE is chosen for
 GLCM_LEVELS = 32
 GLCM_DISTANCES = (1, 2)
 LBP_POINTS = 8
@@ -186,6 +187,8 @@ class HedTextureEncoder:
             "weights_sha256": None,
             "licence": "Apache-2.0 (project code; no weights)",
             "input_size": [ANALYSIS_SIDE, ANALYSIS_SIDE],
+            "tile_px": TILE_PX,
+            "mpp": DEFAULT_MPP,
             "trained": False,
             "features": list(FEATURE_NAMES),
         }

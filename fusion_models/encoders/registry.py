@@ -14,7 +14,21 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from schemas.errors import InputError
 from toolkit.registry import Registry
+
+# 20x: the pixel size most patch encoders are trained at; the tile size of an encoder that states none.
+DEFAULT_MPP = 0.5
+WEIGHTS_SETTING = "--encoder-weights / Settings.encoder_weights"
+
+
+def weights_error(encoder: str, weights: Path | None, problem: str) -> InputError:
+    """Missing or unusable local weights: one line naming the encoder, the file and the setting that gives it."""
+    return InputError(
+        str(weights) if weights is not None else "--encoder-weights",
+        "encoder_weights",
+        f"encoder {encoder!r}: {problem} (set {WEIGHTS_SETTING} to a local weights file; nothing is downloaded)",
+    )
 
 
 @runtime_checkable
@@ -29,7 +43,8 @@ class PatchEncoder(Protocol):
         ...
 
     def info(self) -> dict[str, Any]:
-        """name, version, weights_sha256 (or None), licence, input_size and whether it is trained."""
+        """name, version, weights_sha256 (or None), licence, input_size, whether it is trained, and the tiles
+        it reads: `tile_px` (side in pixels) at `mpp` (microns per pixel)."""
         ...
 
 
@@ -75,7 +90,7 @@ def create_encoder(name: str, weights: Path | None = None, **kw: Any) -> PatchEn
     if not entry.family and arch:
         raise ValueError(f"encoder {prefix!r} takes no architecture, got {name!r}")
     if weights is not None and not Path(weights).is_file():
-        raise FileNotFoundError(f"weights file for encoder {name!r} not found: {weights}")
+        raise weights_error(name, weights, "weights file not found")
     if entry.family:
         return entry.factory(weights, arch=arch, **kw)
     return entry.factory(weights, **kw)
@@ -87,3 +102,9 @@ def check_tiles(tiles: np.ndarray) -> np.ndarray:
     if tiles.ndim != 4 or tiles.shape[-1] != 3 or tiles.dtype != np.uint8:
         raise ValueError(f"tiles must be uint8 (N, H, W, 3), got {tiles.dtype} {tiles.shape}")
     return tiles
+
+
+def tile_geometry(encoder: PatchEncoder) -> tuple[int, float]:
+    """(tile side in px, microns per pixel) of the tiles `encoder` reads: its field of view on the slide."""
+    info = encoder.info()
+    return int(info["tile_px"]), float(info["mpp"])

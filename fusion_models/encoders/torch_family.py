@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from fusion_models.encoders.registry import PatchEncoder, check_tiles, register_encoder
+from fusion_models.encoders.registry import DEFAULT_MPP, PatchEncoder, check_tiles, register_encoder
 from toolkit.torchvision_compat import ensure_torchvision
 
 if TYPE_CHECKING:
@@ -57,7 +57,9 @@ def register_torch_family(family: str) -> Callable[[TorchBuilder], TorchBuilder]
             ensure_torchvision()
             built = build(arch, weights, **model_kw)
             name = f"{family}/{arch}"
-            meta = weights_info(name, built.version, weights, licence, **built.sizes)
+            # An architecture alone states no pixel size: its input-size tiles are read at DEFAULT_MPP.
+            geometry = {"tile_px": built.sizes["input_size"][0], "mpp": DEFAULT_MPP, **built.sizes}
+            meta = weights_info(name, built.version, weights, licence, **geometry)
             return TorchTileEncoder(name, built.dim, built.module, built.transform, meta, batch_size)
 
         return build
@@ -81,17 +83,29 @@ class TorchTileEncoder:
     meta: dict[str, Any]
     batch_size: int = 32
 
-    def embed(self, tiles: np.ndarray) -> np.ndarray:
+    def preprocess(self, tile: np.ndarray) -> torch.Tensor:
+        """One uint8 (H, W, 3) tile -> the normalised (3, h, w) tensor the module takes (its library's transform).
+
+        Apart from `forward` so that a DataLoader's workers can run it while the module runs.
+        """
+        return self.transform(Image.fromarray(tile))
+
+    def forward(self, batch: torch.Tensor) -> np.ndarray:
+        """Preprocessed (B, 3, h, w) -> float32 features (B, dim)."""
         import torch  # deferred: importing torch costs seconds and hed_texture users never need it
+
+        self.module.eval()
+        with torch.inference_mode():
+            return self.module(batch).float().numpy()
+
+    def embed(self, tiles: np.ndarray) -> np.ndarray:
+        import torch
 
         tiles = check_tiles(tiles)
         out = np.zeros((len(tiles), self.dim), dtype=np.float32)
-        self.module.eval()
-        with torch.inference_mode():
-            for start in range(0, len(tiles), self.batch_size):
-                chunk = tiles[start : start + self.batch_size]
-                batch = torch.stack([self.transform(Image.fromarray(t)) for t in chunk])
-                out[start : start + len(chunk)] = self.module(batch).float().numpy()
+        for start in range(0, len(tiles), self.batch_size):
+            chunk = tiles[start : start + self.batch_size]
+            out[start : start + len(chunk)] = self.forward(torch.stack([self.preprocess(t) for t in chunk]))
         return out
 
     def info(self) -> dict[str, Any]:

@@ -1,12 +1,16 @@
 """Patch features in the CLAM / TRIDENT HDF5 layout.
 
 Datasets `features` (N, D) and `coords` (N, 2: level-0 top-left x, y); attributes
-`encoder`, `patch_size` (level-0 px), `magnification` (optional) and `slide_id`
-(optional, defaults to the file stem).
+`encoder`, `patch_size_level0` (the patch side in level-0 px), `patch_size` (the side at
+the patches' own magnification, as TRIDENT writes it; CLAM files hold only this one,
+read at level 0, so it stands in for `patch_size_level0` when that is absent),
+`magnification` (optional) and `slide_id` (optional, defaults to the file stem).
+`evchain embed-slides` adds `mpp`, `slide_mpp`, `weights_sha256` and `encoder_trained`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +55,13 @@ def write_patch_features(
     encoder: str,
     patch_size: int,
     magnification: float | None,
+    patch_size_level0: int | None = None,
+    attrs: Mapping[str, str | int | float | bool] | None = None,
 ) -> None:
-    """Write atomically (temp file in the same folder, then rename) so a reader never sees half a file."""
+    """Write atomically (temp file in the same folder, then rename) so a reader never sees half a file.
+
+    `patch_size` is the side at `magnification`; `patch_size_level0` defaults to it (patches read at level 0).
+    """
     features = np.asarray(features, dtype=np.float32)
     coords = np.asarray(coords, dtype=np.int64)
     if features.ndim != 2 or coords.shape != (len(features), 2):
@@ -62,9 +71,12 @@ def write_patch_features(
         h5.create_dataset("coords", data=coords)
         h5.attrs["encoder"] = encoder
         h5.attrs["patch_size"] = int(patch_size)
+        h5.attrs["patch_size_level0"] = int(patch_size if patch_size_level0 is None else patch_size_level0)
         h5.attrs["slide_id"] = slide_id
         if magnification is not None:
             h5.attrs["magnification"] = float(magnification)
+        for key, value in (attrs or {}).items():
+            h5.attrs[key] = value
 
 
 def read_patch_features(
@@ -158,8 +170,9 @@ def _positive_attr(attrs: dict, rel: str, name: str) -> float | None:
 
 
 def _patch_size(attrs: dict, rel: str) -> int:
-    value = _positive_attr(attrs, rel, "patch_size")
+    """Patch side in level-0 px: `patch_size_level0` (TRIDENT), else `patch_size` (CLAM, read at level 0)."""
+    name = "patch_size_level0" if "patch_size_level0" in attrs else "patch_size"
+    value = _positive_attr(attrs, rel, name)
     if value is None or not value.is_integer():
-        got = attrs.get("patch_size")
-        raise InputError(rel, "attrs.patch_size", f"expected a positive integer (level-0 px), got {got!r}")
+        raise InputError(rel, f"attrs.{name}", f"expected a positive integer (level-0 px), got {attrs.get(name)!r}")
     return int(value)

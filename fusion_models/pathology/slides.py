@@ -25,8 +25,9 @@ SATURATION_FLOOR = 0.02
 SATURATION_CEILING = 0.05
 # Conventional objective/pixel-size pairing (40x ~ 0.25 um/px) for slides that record only mpp.
 MICRONS_AT_1X = 10.0
+SLIDE_SUFFIXES = (".tif", ".tiff", ".svs", ".ndpi")
 # Codec failures on a damaged or cut-off slide (imagecodecs' DeflateError, JpegError...) are RuntimeErrors.
-_READ_ERRORS = (OSError, ValueError, KeyError, IndexError, RuntimeError, tifffile.TiffFileError)
+READ_ERRORS = (OSError, ValueError, KeyError, IndexError, RuntimeError, tifffile.TiffFileError)
 
 
 def saturation(rgb: np.ndarray) -> np.ndarray:
@@ -77,8 +78,27 @@ def slide_magnification(slide: tiffslide.TiffSlide) -> float | None:
     power = props.get(tiffslide.PROPERTY_NAME_OBJECTIVE_POWER)
     if power:
         return float(power)
-    mpp = props.get(tiffslide.PROPERTY_NAME_MPP_X)
-    return MICRONS_AT_1X / float(mpp) if mpp else None
+    mpp = slide_mpp(slide)
+    return MICRONS_AT_1X / mpp if mpp else None
+
+
+def tissue_grid(slide: tiffslide.TiffSlide, patch_size: int, tissue_threshold: float) -> np.ndarray:
+    """Level-0 top-left (x, y) of every full patch_size grid cell whose tissue fraction reaches the threshold.
+
+    Tissue is found on a thumbnail (saturation, clipped Otsu: `tissue_mask`), the CLAM way;
+    cells are in row-major order.
+    """
+    size = slide.dimensions
+    thumb_side = min(MAX_THUMB_SIDE, max(size) // patch_size * THUMB_PX_PER_CELL, max(size))
+    thumbnail = np.asarray(slide.get_thumbnail((max(thumb_side, 1),) * 2).convert("RGB"))
+    rows, cols = np.nonzero(cell_fractions(tissue_mask(thumbnail), size, patch_size) >= tissue_threshold)
+    return np.column_stack([cols, rows]).astype(np.int64) * patch_size
+
+
+def slide_mpp(slide: tiffslide.TiffSlide) -> float | None:
+    """Level-0 microns per pixel (x), from the slide's resolution metadata; None when it records none."""
+    mpp = slide.properties.get(tiffslide.PROPERTY_NAME_MPP_X)
+    return float(mpp) if mpp else None
 
 
 def tile_slide(
@@ -97,19 +117,14 @@ def tile_slide(
     real, rel = checked_file(path, case_dir, "slide")
     try:
         with tiffslide.TiffSlide(real) as slide:
-            size = slide.dimensions
-            thumb_side = min(MAX_THUMB_SIDE, max(size) // patch_size * THUMB_PX_PER_CELL, max(size))
-            thumbnail = np.asarray(slide.get_thumbnail((max(thumb_side, 1),) * 2).convert("RGB"))
-            fractions = cell_fractions(tissue_mask(thumbnail), size, patch_size)
-            rows, cols = np.nonzero(fractions >= tissue_threshold)
-            keep = spread_subsample(len(rows), max_tiles)
-            coords = np.column_stack([cols[keep], rows[keep]]).astype(np.int64) * patch_size
+            cells = tissue_grid(slide, patch_size, tissue_threshold)
+            coords = cells[spread_subsample(len(cells), max_tiles)]
             tiles = np.zeros((len(coords), patch_size, patch_size, 3), dtype=np.uint8)
             for i, (x, y) in enumerate(coords):
                 region = slide.read_region((int(x), int(y)), 0, (patch_size, patch_size), as_array=True)
                 tiles[i] = region[..., :3]
             magnification = slide_magnification(slide)
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise InputError(rel, "slide", f"cannot read slide: {exc}") from None
     return tiles, coords, magnification
 
