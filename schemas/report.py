@@ -234,6 +234,11 @@ class SpatialEvidence(ContractModel):
         description="Habitats: how the unit was delineated, 'brats_labels' (the label map) or 'kmeans_intensity' "
         "(k-means of z-scored sequence intensities inside a whole-tumour mask, clusters ranked by mean T1c, then FLAIR).",
     )
+    features_ref: str | None = Field(
+        default=None,
+        description="Where this unit's radiomic features are: 'imaging_features.json#<unit>' beside report.json "
+        "(written when the run computes imaging features).",
+    )
     source: SourceRef = Field(description="Mask file and labels.")
 
 

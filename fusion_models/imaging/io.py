@@ -15,7 +15,14 @@ from nibabel.filebasedimages import ImageFileError
 
 from fusion_models.imaging.clustering import Clusters, cluster_habitats, cluster_stats
 from fusion_models.imaging.grid import MIN_ISOTROPIC_MM, isotropic_target_mm, normalise_intensity, resample_to_spacing
-from fusion_models.imaging.habitats import LESION_LABELS, HabitatStat, habitat_stats, region_stats, voxel_spacing_mm
+from fusion_models.imaging.habitats import (
+    LESION_LABELS,
+    HabitatStat,
+    habitat_masks,
+    habitat_stats,
+    region_stats,
+    voxel_spacing_mm,
+)
 from schemas.case import CaseManifest
 from schemas.common import HabitatMethod
 from schemas.errors import InputError
@@ -74,6 +81,25 @@ class ImagingTimepoint:
         if self.habitat_method != "kmeans_intensity":
             return None
         return cluster_habitats(self.normalised, self.whole_tumour)
+
+    @property
+    def brain(self) -> np.ndarray | None:
+        """Voxels with signal in any sequence: skull-stripped scans are 0 outside the brain."""
+        if not self.sequences:
+            return None
+        return np.logical_or.reduce([volume != 0 for volume in self.sequences.values()])
+
+    def regions(self) -> dict[str, np.ndarray]:
+        """The lesion, then each habitat present, as boolean masks keyed by phenotype (the order of `habitats`)."""
+        if self.mask is not None:
+            masks = habitat_masks(self.mask)
+        elif self.whole_tumour is not None:
+            masks = {"lesion": self.whole_tumour}
+            if self.clusters is not None:
+                masks |= {name: self.clusters.labels == rank for name, (rank,) in self.clusters.units()}
+        else:
+            return {}
+        return {stat.phenotype: masks[stat.phenotype] for stat in self.habitats if stat.voxels}
 
     @cached_property
     def habitats(self) -> list[HabitatStat]:
