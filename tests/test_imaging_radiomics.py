@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import jsonschema
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -13,9 +15,11 @@ pytest.importorskip("radiomics", reason="pyradiomics is an optional extra (.ci/s
 
 from agents.evidence.imaging_features import cite_features, imaging_features  # noqa: E402
 from agents.evidence.spatial import spatial_evidence  # noqa: E402
+from agents.runner import run_case  # noqa: E402
 from fusion_models.imaging.radiomics import RadiomicsUnavailable, extract  # noqa: E402
 from schemas.export import load_schema  # noqa: E402
 from schemas.imaging import ImagingFeatures  # noqa: E402
+from schemas.report import EvidenceChainReport  # noqa: E402
 from tests.test_imaging_grid import grid_affine  # noqa: E402
 from tests.test_imaging_loading import load, shells, write_case  # noqa: E402
 
@@ -85,3 +89,30 @@ def test_features_file_per_habitat_with_bands_and_the_evidence_cites_it(tmp_path
     assert cited["T1:intensity_high"] == "imaging_features.json#T1:intensity_high"
     assert cited["T1:margin_ring"] == "imaging_features.json#T1:margin_0-5mm"
     assert ImagingFeatures.model_validate_json(features.model_dump_json()) == features
+
+
+def whole_tumour_only(demo_cohort, tmp_path, case_id: str = "DEMO-004"):
+    """A demo case whose label maps are replaced by whole-tumour masks: its habitats must be clustered."""
+    case = tmp_path / "cases" / case_id
+    shutil.copytree(demo_cohort / "cases" / case_id, case)
+    for path in case.glob("imaging/*/lesion_mask.nii.gz"):
+        image = nib.load(path)
+        whole = (np.asanyarray(image.dataobj) > 0).astype(np.uint8)
+        nib.save(nib.Nifti1Image(whole, image.affine, image.header), path.with_name("whole_tumour_mask.nii.gz"))
+        path.unlink()
+    return case
+
+
+def test_a_whole_tumour_case_through_the_graph_writes_and_cites_its_features_file(demo_cohort, settings, tmp_path):
+    case = whole_tumour_only(demo_cohort, tmp_path)
+    out = tmp_path / "out"
+    result = run_case(case, out, settings.model_copy(update={"imaging_features": True}))
+    assert result.status == "ok", result.error
+    report = EvidenceChainReport.model_validate_json((out / result.case_id / "report.json").read_text())
+    habitats = [s for s in report.spatial_evidence if s.unit_level == "habitat"]
+    assert habitats and {s.habitat_method for s in habitats} == {"kmeans_intensity"}
+    assert {s.phenotype for s in habitats} <= {"intensity_high", "intensity_mid", "intensity_low"}
+    features = ImagingFeatures.model_validate_json((out / result.case_id / "imaging_features.json").read_text())
+    units = {r.unit_id for t in features.timepoints for r in t.regions}
+    assert all(s.features_ref == f"imaging_features.json#{s.unit_id}" for s in habitats)
+    assert {s.unit_id for s in habitats} <= units
