@@ -24,6 +24,7 @@ class RegionFeatures(ContractModel):
         description="Per sequence, pyradiomics first-order and GLCM features of its z-scored intensities "
         "('firstorder_Mean', 'glcm_Contrast', ...).",
     )
+    note: str | None = Field(default=None, description="Why the region has no features (e.g. too few voxels).")
 
 
 class MarginBandFeatures(ContractModel):

@@ -13,9 +13,10 @@ import pytest
 
 pytest.importorskip("radiomics", reason="pyradiomics is an optional extra (.ci/setup.d/15-pyradiomics.sh)")
 
-from agents.evidence.imaging_features import cite_features, imaging_features  # noqa: E402
+from agents.evidence.imaging_features import cite_features, imaging_features, timepoint_features  # noqa: E402
 from agents.evidence.spatial import spatial_evidence  # noqa: E402
 from agents.runner import run_case  # noqa: E402
+from fusion_models.imaging.io import ImagingTimepoint  # noqa: E402
 from fusion_models.imaging.radiomics import RadiomicsUnavailable, extract  # noqa: E402
 from schemas.export import load_schema  # noqa: E402
 from schemas.imaging import ImagingFeatures  # noqa: E402
@@ -57,7 +58,7 @@ def test_bad_requests_and_a_missing_pyradiomics_are_clear_errors(monkeypatch):
     image, region, affine = ramp_region()
     with pytest.raises(ValueError, match="unknown feature classes"):
         extract(image, region, affine, ("glrlm2",))
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ValueError, match="at least 10"):
         extract(image, np.zeros_like(region), affine)
     with pytest.raises(ValueError, match="bin_width"):
         extract(image, region, affine, bin_width=0.0)
@@ -89,6 +90,17 @@ def test_features_file_per_habitat_with_bands_and_the_evidence_cites_it(tmp_path
     assert cited["T1:intensity_high"] == "imaging_features.json#T1:intensity_high"
     assert cited["T1:margin_ring"] == "imaging_features.json#T1:margin_0-5mm"
     assert ImagingFeatures.model_validate_json(features.model_dump_json()) == features
+
+
+def test_a_habitat_too_small_for_radiomics_is_listed_with_a_note():
+    image, region, affine = ramp_region()
+    mask = region.astype(np.int16) * 2  # oedema, 18 voxels
+    mask[3, 3, 2] = 4  # one enhancing voxel
+    tp = ImagingTimepoint("T1", None, mask, affine, {"t1c": image + 1.0}, {"mask": "imaging/T1/lesion_mask.nii.gz"})
+    regions = {r.phenotype: r for r in timepoint_features(tp).regions}
+    assert regions["enhancing"].voxels == 1 and regions["enhancing"].intensity == {}
+    assert regions["enhancing"].note == "1 voxels: too few for radiomic features (< 10)"
+    assert regions["oedema"].note is None and set(regions["oedema"].intensity) == {"t1c"}
 
 
 def whole_tumour_only(demo_cohort, tmp_path, case_id: str = "DEMO-004"):

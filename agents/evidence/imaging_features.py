@@ -16,8 +16,15 @@ from agents.evidence.spatial import MARGIN_WIDTH_MM, unit_id
 from fusion_models.imaging.grid import NORMALISE_PERCENTILES, is_isotropic
 from fusion_models.imaging.habitats import voxel_spacing_mm
 from fusion_models.imaging.margins import MARGIN_BANDS_MM, margin_bands
-from fusion_models.imaging.radiomics import BIN_WIDTH_Z, FEATURE_CLASSES, INTENSITY_CLASSES, SHAPE, extract
-from fusion_models.imaging.radiomics import pyradiomics_version
+from fusion_models.imaging.radiomics import (
+    BIN_WIDTH_Z,
+    FEATURE_CLASSES,
+    INTENSITY_CLASSES,
+    MIN_VOXELS,
+    SHAPE,
+    extract,
+    pyradiomics_version,
+)
 from fusion_models.inputs import ImagingTimepoint
 from schemas.imaging import (
     IMAGING_FEATURES_FILE,
@@ -35,11 +42,13 @@ NORMALISATION = (
 
 
 def region_features(tp: ImagingTimepoint, phenotype: str, region, bin_width: float) -> RegionFeatures:
+    voxels = int(region.sum())
+    about = dict(unit_id=unit_id(tp.name, phenotype), phenotype=phenotype, voxels=voxels)
+    if voxels < MIN_VOXELS:
+        return RegionFeatures(**about, note=f"{voxels} voxels: too few for radiomic features (< {MIN_VOXELS})")
     any_image = next(iter(tp.normalised.values()), region.astype("float32"))
     return RegionFeatures(
-        unit_id=unit_id(tp.name, phenotype),
-        phenotype=phenotype,
-        voxels=int(region.sum()),
+        **about,
         shape=extract(any_image, region, tp.affine, (SHAPE,), bin_width),
         intensity={
             sequence: extract(image, region, tp.affine, INTENSITY_CLASSES, bin_width)

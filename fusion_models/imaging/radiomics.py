@@ -26,6 +26,8 @@ INTENSITY_CLASSES: tuple[str, ...] = ("firstorder", "glcm")
 FEATURE_CLASSES: tuple[str, ...] = (*INTENSITY_CLASSES, SHAPE)
 # On z-scored intensities: a quarter of a standard deviation per grey level, about 30 levels over a lesion.
 BIN_WIDTH_Z = 0.25
+# pyradiomics cannot measure a single voxel, and texture over a handful of voxels is noise: smaller regions are skipped.
+MIN_VOXELS = 10
 INSTALL_HINT = "pip install --no-build-isolation pyradiomics==3.0.1 (.ci/setup.d/15-pyradiomics.sh)"
 
 
@@ -54,7 +56,7 @@ def extract(
 ) -> dict[str, float]:
     """`class_Feature` -> value (e.g. 'firstorder_Mean', 'shape_VoxelVolume' in mm^3) for the region's voxels.
 
-    Raises ValueError for an empty region or one pyradiomics cannot measure (a single voxel along every axis).
+    Raises ValueError for a region of fewer than MIN_VOXELS voxels.
     """
     unknown = set(classes) - set(FEATURE_CLASSES)
     if unknown:
@@ -62,8 +64,9 @@ def extract(
     if bin_width <= 0:
         raise ValueError(f"bin_width must be positive, got {bin_width}")
     region = np.asarray(region, dtype=bool)
-    if not region.any():
-        raise ValueError("the region is empty")
+    voxels = int(region.sum())
+    if voxels < MIN_VOXELS:
+        raise ValueError(f"the region has {voxels} voxels; radiomic features need at least {MIN_VOXELS}")
     extractor = _featureextractor().RadiomicsFeatureExtractor(
         binWidth=bin_width, additionalInfo=False, minimumROIDimensions=1, minimumROISize=1
     )
