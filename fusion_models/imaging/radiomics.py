@@ -14,6 +14,7 @@ bin width means the same grey-level resolution in every case, as IBSI advises fo
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 from collections.abc import Sequence
 from types import ModuleType
 
@@ -37,9 +38,12 @@ class RadiomicsUnavailable(RuntimeError):
 
 def _featureextractor() -> ModuleType:
     try:
+        import radiomics
         from radiomics import featureextractor
     except ImportError as exc:
         raise RadiomicsUnavailable(f"radiomic features need pyradiomics, which is not installed: {INSTALL_HINT}") from exc
+    # pyradiomics' own switch for its stderr handler: at WARNING it prints a GLCM note for every region.
+    radiomics.setVerbosity(logging.ERROR)
     return featureextractor
 
 
