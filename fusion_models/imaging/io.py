@@ -103,7 +103,7 @@ class ImagingTimepoint:
 
     @cached_property
     def habitats(self) -> list[HabitatStat]:
-        """The lesion, then its habitats (BraTS labels, else k-means clusters), computed once for features and evidence."""
+        """The lesion, then its habitats (BraTS labels, else k-means clusters): computed once, read by all."""
         if self.mask is not None:
             return habitat_stats(self.mask, self.affine)
         if self.whole_tumour is None:

@@ -67,6 +67,8 @@ def margin_bands(
     out = []
     for (inner, outer), region in zip(bands, band_masks(lesion, affine, bands, within), strict=True):
         voxels = int(region.sum())
-        means = {name: float(np.asarray(image, dtype=np.float64)[region].mean()) for name, image in sequences.items()} if voxels else {}
+        means = {}
+        if voxels:
+            means = {name: float(np.asarray(image, np.float64)[region].mean()) for name, image in sequences.items()}
         out.append(MarginBand(inner, outer, voxels, voxels * voxel_ml, means))
     return out

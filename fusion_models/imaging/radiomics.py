@@ -41,7 +41,8 @@ def _featureextractor() -> ModuleType:
         import radiomics
         from radiomics import featureextractor
     except ImportError as exc:
-        raise RadiomicsUnavailable(f"radiomic features need pyradiomics, which is not installed: {INSTALL_HINT}") from exc
+        message = f"radiomic features need pyradiomics, which is not installed: {INSTALL_HINT}"
+        raise RadiomicsUnavailable(message) from exc
     # pyradiomics' own switch for its stderr handler: at WARNING it prints a GLCM note for every region.
     radiomics.setVerbosity(logging.ERROR)
     return featureextractor
