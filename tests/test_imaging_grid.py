@@ -110,3 +110,23 @@ def test_constant_region_normalises_to_zero():
     assert not normalise_intensity(np.full((3, 3), 5.0)).any()
     with pytest.raises(ValueError, match="must match"):
         normalise_intensity(np.ones(4), np.ones(3, dtype=bool))
+
+
+def test_real_brain_on_thick_slices_keeps_its_volume_on_the_isotropic_grid():
+    """nilearn's MNI152 brain mask (real anatomy, 2 mm) kept on every other slice, as a 2 x 2 x 4 mm scan."""
+    from nilearn import datasets
+
+    image = datasets.load_mni152_brain_mask(resolution=2)
+    brain = (np.asarray(image.get_fdata()) > 0).astype(np.int16)
+    thick_affine = np.asarray(image.affine, dtype=np.float64).copy()
+    thick_affine[:3, 2] *= 2.0
+    thick = brain[:, :, ::2]
+    assert isotropic_target_mm(thick_affine) == 2.0
+    resampled, new_affine = resample_to_spacing(thick, thick_affine, 2.0, label=True)
+    np.testing.assert_allclose(new_affine[:3, :3], image.affine[:3, :3])
+    thick_ml = thick.sum() * voxel_volume_ml(thick_affine)
+    assert thick_ml == pytest.approx(brain.sum() * 0.008, rel=0.02)  # dropping every other slice keeps ~the volume
+    assert resampled.sum() * voxel_volume_ml(new_affine) == pytest.approx(thick_ml, rel=0.01)
+    # the brain's centre of mass stays within a voxel of the full-resolution template's
+    full = centroid_mm(brain > 0, image.affine)
+    assert centroid_mm(resampled > 0, new_affine) == pytest.approx(full, abs=2.0)
