@@ -63,6 +63,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         interactive_review=getattr(args, "review", False),
         review_db=getattr(args, "review_db", None),
         figures=not getattr(args, "no_figures", False),
+        imaging_features=getattr(args, "imaging_features", False),
     )
 
 
@@ -291,6 +292,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-base-url", default=None, help="OpenAI-compatible endpoint (openai), e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--lang", choices=("en", "zh"), default="en", help="language of report.html")
     p.add_argument("--no-figures", action="store_true", help="render no pictures (MRI, slide, markers) into the report")
+    p.add_argument("--imaging-features", action="store_true",
+                   help="write imaging_features.json: radiomics per habitat (needs pyradiomics), margin bands")
     p.add_argument("--case-timeout", type=float, default=DEFAULT_CASE_TIMEOUT_S,
                    help="seconds one case may take before it is stopped as an error (0: no limit)")
     p.add_argument("--review", action="store_true",

@@ -56,6 +56,11 @@ class Settings(BaseModel):
         description="Review checkpointer: None = a SQLite file in the output folder; 'postgresql://...' = PostgreSQL.",
     )
     figures: bool = Field(default=True, description="Render MRI, slide and molecular-panel pictures per case.")
+    imaging_features: bool = Field(
+        default=False,
+        description="Write imaging_features.json per case (habitat radiomics with pyradiomics, an optional extra; "
+        "margin bands) and cite it from the spatial evidence.",
+    )
     other_cancer_type: OtherCancerType = Field(
         default="refuse",
         description="A case of a cancer type the model was not trained for: 'refuse' (exit 2 naming "

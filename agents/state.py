@@ -6,6 +6,7 @@ from typing import Literal, TypedDict
 
 from agents.consistency import FlagText
 from schemas.fusion import FusionOutput
+from schemas.imaging import ImagingFeatures
 from schemas.report import (
     EvidenceChainReport,
     HistologyEvidence,
@@ -34,6 +35,7 @@ class CaseState(TypedDict, total=False):
     fusion: FusionOutput  # fusion
     spatial_evidence: list[SpatialEvidence]  # vision_analysis
     histology_evidence: list[HistologyEvidence]  # vision_analysis
+    imaging_features: ImagingFeatures  # vision_analysis, when Settings.imaging_features
     mechanism_evidence: list[MechanismEvidence]  # retrieval
     draft: EvidenceChainReport  # drafting
     # drafting: the sections the backend wrote (Sentence.source 'language_model', or 'template' when it fell

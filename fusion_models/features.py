@@ -224,11 +224,9 @@ def imaging_values(timepoints: Sequence[ImagingTimepoint]) -> dict[str, float]:
 
 
 def _normal_appearing(timepoint: ImagingTimepoint) -> np.ndarray:
-    """Brain voxels outside the lesion: skull-stripped sequences are 0 outside the brain."""
-    signal = np.zeros(timepoint.mask.shape, dtype=bool)
-    for volume in timepoint.sequences.values():
-        signal |= volume > 0
-    return signal & (timepoint.mask == 0)
+    """Brain voxels outside the lesion (ImagingTimepoint.brain: skull-stripped sequences are 0 outside it)."""
+    brain = timepoint.brain
+    return (timepoint.mask == 0) & (brain if brain is not None else False)
 
 
 def findings_values(findings: PathologyFindings | None, names: Sequence[str]) -> dict[str, float]:

@@ -15,7 +15,7 @@ import pydantic
 from fusion_models.encoders.registry import PatchEncoder
 from fusion_models.gates import InputNeeds, apply_gates
 from fusion_models.genomics.io import GenomicsInput, load_genomics
-from fusion_models.imaging.io import ImagingTimepoint, load_imaging
+from fusion_models.imaging.io import ImagingTimepoint, load_imaging, to_isotropic
 from fusion_models.pathology.h5 import SlideFeatures, read_patch_features, relative_name
 from fusion_models.pathology.slides import SLIDE_SUFFIXES, tile_slide
 from schemas.case import CaseManifest, PathologyFindings
@@ -181,7 +181,9 @@ def load_case_inputs(
 ) -> CaseInputs:
     """Load every modality of a case and pass it through the input gates checked against `needs`.
 
-    Only a bad case.json, or a cancer type the model was not trained for, raises (InputError).
+    Imaging time points come back on an isotropic grid (imaging.io.to_isotropic), so habitats, margin
+    bands and features are measured alike in every direction. Only a bad case.json, or a cancer type
+    the model was not trained for, raises (InputError).
     """
     case_dir = Path(case_dir)
     manifest = load_manifest(case_dir)
@@ -202,6 +204,8 @@ def load_case_inputs(
         ),
         needs,
     )
+    # Resampled after the gates: an implausible voxel size must be refused, not interpolated onto a huge grid.
+    inputs = replace(inputs, imaging=[to_isotropic(t) for t in inputs.imaging])
     files_read = [MANIFEST_FILE]
     files_read += [f for t in inputs.imaging for f in t.files.values()]
     files_read += [s.file for s in inputs.slides]

@@ -16,7 +16,9 @@ MODALITIES: tuple[Modality, ...] = ("imaging", "pathology", "genomics", "clinica
 Confidence = Literal["high", "moderate", "low"]
 CONFIDENCE_ORDER: dict[str, int] = {"low": 0, "moderate": 1, "high": 2}
 
-# Imaging sub-regions (BraTS labels) plus the derived units the report talks about.
+# Imaging sub-regions (BraTS labels) plus the derived units the report talks about. Without a label
+# map, habitats are k-means clusters of the lesion's intensities, named by their rank of mean T1c
+# (then FLAIR): intensity_high / _mid / _low (fusion_models/imaging/clustering.py).
 Phenotype = Literal[
     "lesion",
     "enhancing",
@@ -24,7 +26,12 @@ Phenotype = Literal[
     "non_enhancing_core",
     "oedema",
     "margin_ring",
+    "intensity_high",
+    "intensity_mid",
+    "intensity_low",
 ]
+# How a time point's habitats were delineated: from the BraTS label map, or by clustering intensities.
+HabitatMethod = Literal["brats_labels", "kmeans_intensity"]
 
 # Patch-level tissue patterns: the pathology branch's patch head and the demo tiles share them.
 TissuePattern = Literal[

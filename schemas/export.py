@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from schemas.case import CaseManifest, PathologyFindings
 from schemas.drafting import DraftFill, DraftRequest
 from schemas.fusion import FusionOutput
+from schemas.imaging import ImagingFeatures
 from schemas.reference import ReferenceReport
 from schemas.report import EvidenceChainReport
 from schemas.review import ReviewStep
@@ -30,6 +31,7 @@ EXPORTED: dict[str, type[BaseModel]] = {
     "draft_request": DraftRequest,
     "draft_fill": DraftFill,  # the generic fill; DraftRequest.fill_schema() narrows it to one case
     "review_step": ReviewStep,
+    "imaging_features": ImagingFeatures,
 }
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from schemas.common import Confidence, ContractModel, Modality, Phenotype, SourceRef
+from schemas.common import Confidence, ContractModel, HabitatMethod, Modality, Phenotype, SourceRef
 from schemas.fusion import Task
 
 SCHEMA_VERSION = "1.0.0"
@@ -229,6 +229,16 @@ class SpatialEvidence(ContractModel):
         "RANO assessment: RANO also needs clinical status, steroid dose and new lesions.",
     )
     attribution: float | None = Field(default=None, ge=0, le=1, description="Share of imaging-branch attribution.")
+    habitat_method: HabitatMethod | None = Field(
+        default=None,
+        description="Habitats: how the unit was delineated, 'brats_labels' (the label map) or 'kmeans_intensity' "
+        "(k-means of z-scored sequence intensities inside a whole-tumour mask, clusters ranked by mean T1c, then FLAIR).",
+    )
+    features_ref: str | None = Field(
+        default=None,
+        description="Where this unit's radiomic features are: 'imaging_features.json#<unit>' beside report.json "
+        "(written when the run computes imaging features).",
+    )
     source: SourceRef = Field(description="Mask file and labels.")
 
 

@@ -1,16 +1,26 @@
 """Spatial evidence (where): lesion, habitats, margin ring and longitudinal change per time point.
 
 Volumes and centroids come from the mask and the voxel spacing (nibabel affine),
-never from the model; only `attribution` is the model's.
+never from the model; only `attribution` is the model's. Habitats come from the BraTS
+label map, or, for a whole-tumour mask, from k-means clusters (`habitat_method` says which).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
+
 from pydantic import BaseModel
 
-from fusion_models.imaging.habitats import LOCATION_BASIS, HabitatStat, hemisphere, margin_ring, mni_lobe
+from fusion_models.imaging.habitats import (
+    LOCATION_BASIS,
+    HabitatStat,
+    hemisphere,
+    margin_ring,
+    mni_lobe,
+    voxel_spacing_mm,
+)
 from fusion_models.inputs import ImagingTimepoint
 from schemas.common import SourceRef
 from schemas.report import RanoVolumetricRange, SpatialEvidence
@@ -50,8 +60,20 @@ def unit_id(timepoint: str, phenotype: str) -> str:
     return f"{timepoint}:{phenotype}"
 
 
-def _labels_locator(stat: HabitatStat) -> str:
-    return "labels " + ",".join(str(label) for label in stat.labels)
+def _locator(stat: HabitatStat, tp: ImagingTimepoint) -> str:
+    """Which voxels: mask labels, the k-means cluster, or the lesion shell; and the grid they were counted on."""
+    if not stat.labels:
+        where = "dilated lesion shell"
+    elif tp.clusters is not None and stat.phenotype != "lesion":
+        where = tp.clusters.describe(stat.labels[0])
+    elif tp.mask is None:
+        where = "whole-tumour mask"
+    else:
+        where = "labels " + ",".join(str(label) for label in stat.labels)
+    if tp.native_spacing_mm is None:
+        return where
+    native = "x".join(f"{e:g}" for e in np.round(tp.native_spacing_mm, 2))
+    return f"{where}; resampled to {voxel_spacing_mm(tp.affine)[0]:g} mm isotropic from {native} mm"
 
 
 def _rounded(value: float | None, digits: int) -> float | None:
@@ -78,14 +100,15 @@ def _evidence(stat: HabitatStat, tp: ImagingTimepoint, level: str, attribution: 
         ratio_to_lesion=_rounded(stat.ratio_to_lesion, 3),
         centroid_mm=tuple(round(c, 1) for c in stat.centroid_mm) if stat.centroid_mm else None,
         attribution=attribution,
-        source=SourceRef(file=tp.files["mask"], locator=_labels_locator(stat) if stat.labels else "dilated lesion shell"),
+        habitat_method=tp.habitat_method if level == "habitat" else None,
+        source=SourceRef(file=tp.lesion_file, locator=_locator(stat, tp)),
         **location(stat, tp),
     )
 
 
 def spatial_evidence(timepoints: list[ImagingTimepoint], habitat_attribution: dict[str, float]) -> list[SpatialEvidence]:
-    """Evidence items for every time point with a mask; model attribution only on the latest one."""
-    with_mask = [tp for tp in timepoints if tp.mask is not None]
+    """Evidence items for every time point with a lesion mask; model attribution only on the latest one."""
+    with_mask = [tp for tp in timepoints if tp.lesion is not None]
     items: list[dict] = []
     lesion_by_tp: dict[str, tuple[HabitatStat, ImagingTimepoint]] = {}
     for i, tp in enumerate(with_mask):
@@ -99,7 +122,7 @@ def spatial_evidence(timepoints: list[ImagingTimepoint], habitat_attribution: di
             items.append(_evidence(stat, tp, level, None if attribution is None else round(attribution, 3)))
         if stats and stats[0].voxels:
             lesion_by_tp[tp.name] = (stats[0], tp)
-            ring = margin_ring(tp.mask, tp.affine, width_mm=MARGIN_WIDTH_MM)
+            ring = margin_ring(tp.lesion, tp.affine, width_mm=MARGIN_WIDTH_MM)
             attribution = habitat_attribution.get("margin_ring") if latest else None
             items.append(_evidence(ring, tp, "margin_ring", None if attribution is None else round(attribution, 3)))
     names = [tp.name for tp in with_mask if tp.name in lesion_by_tp]
@@ -133,6 +156,6 @@ def longitudinal(before: HabitatStat, tp0: ImagingTimepoint, after: HabitatStat,
         baseline_timepoint=tp0.name,
         baseline_date=tp0.date,
         baseline_volume_ml=round(before.volume_ml, 2),
-        source=SourceRef(file=tp1.files["mask"], locator=f"lesion volume vs {tp0.files['mask']}"),
+        source=SourceRef(file=tp1.lesion_file, locator=f"lesion volume vs {tp0.lesion_file}"),
         **growth_rate(before.volume_ml, after.volume_ml, tp0.date, tp1.date),
     )

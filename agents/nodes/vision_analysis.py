@@ -1,4 +1,5 @@
-"""vision_analysis: imaging habitats -> spatial evidence; slide attention + findings -> histology evidence."""
+"""vision_analysis: imaging habitats -> spatial evidence (+ the imaging features file, when asked for);
+slide attention + findings -> histology evidence."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from langgraph.runtime import Runtime
 from agents import resources
 from agents.context import Settings
 from agents.evidence.histology import histology_evidence
+from agents.evidence.imaging_features import cite_features, imaging_features
 from agents.evidence.spatial import spatial_evidence
 from agents.state import CaseState
 
@@ -16,4 +18,8 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     spatial = spatial_evidence(inputs.imaging, fusion.habitat_attribution)
     slide_files = {slide.slide_id: slide.file for slide in inputs.slides}
     histology = histology_evidence(inputs.findings, fusion, slide_files, spatial)
-    return {"spatial_evidence": spatial, "histology_evidence": histology}
+    update = {"histology_evidence": histology}
+    if runtime.context.imaging_features:
+        features = imaging_features(inputs.manifest.case_id, inputs.imaging)
+        update["imaging_features"], spatial = features, cite_features(spatial, features)
+    return update | {"spatial_evidence": spatial}

@@ -23,6 +23,7 @@ from agents.output import FINGERPRINT_FILE, validate_report, write_case_folder
 from agents.render import render_html, render_markdown
 from agents.review import workflow as review_workflow
 from agents.state import CaseState
+from schemas.imaging import IMAGING_FEATURES_FILE
 
 
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
@@ -60,6 +61,8 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
         "report.html": render_html(report, runtime.context.lang, images),
         **images,
     }
+    if "imaging_features" in state:
+        files[IMAGING_FEATURES_FILE] = state["imaging_features"].model_dump_json(indent=2) + "\n"
     files.update(state.get("closed_versions", {}))  # approved versions a reopened report replaces
     if "fingerprint" in state:
         # In the same atomic step as the report, so a resumed batch never trusts a report it did not finish.

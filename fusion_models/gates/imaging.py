@@ -1,4 +1,5 @@
-"""Imaging gate: plausible voxel size, finite voxels, a non-empty lesion mask of plausible volume.
+"""Imaging gate: plausible voxel size, finite voxels, a non-empty lesion mask of plausible volume
+(the label map, or the whole-tumour mask where there is none).
 
 Shape and affine agreement between the mask and each sequence is checked where the
 files are read (fusion_models/imaging/io.py: check_grid), since a file on another
@@ -75,16 +76,17 @@ def _gate_timepoint(timepoint: ImagingTimepoint) -> tuple[ImagingTimepoint | Non
             errors.append(InputError(files.pop(role), "voxels", message))
         else:
             sequences[role] = volume
-    mask = timepoint.mask
-    problem = mask_problem(mask, timepoint.affine) if mask is not None else None
-    if problem is not None:
-        errors.append(InputError(files.pop("mask"), "labels", problem))
-        mask = None
+    masks = {"mask": timepoint.mask, "whole_tumour": timepoint.whole_tumour}
+    for role, mask in masks.items():
+        problem = mask_problem(mask, timepoint.affine) if mask is not None else None
+        if problem is not None:
+            errors.append(InputError(files.pop(role), "labels", problem))
+            masks[role] = None
     if not errors:
         return timepoint, []
-    if mask is None and not sequences:
+    if all(mask is None for mask in masks.values()) and not sequences:
         return None, errors
-    return replace(timepoint, mask=mask, sequences=sequences, files=files), errors
+    return replace(timepoint, **masks, sequences=sequences, files=files), errors
 
 
 @register_gate("imaging")

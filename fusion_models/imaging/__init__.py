@@ -1,1 +1,2 @@
-"""Imaging inputs (NIfTI per time point) and habitat statistics from the lesion label map."""
+"""Imaging inputs (NIfTI per time point) on an isotropic grid; habitats from the label map or by clustering;
+margin bands; radiomic features per habitat (pyradiomics, optional)."""

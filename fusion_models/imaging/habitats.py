@@ -79,20 +79,28 @@ def _stat(
 def habitat_stats(mask: np.ndarray, affine: np.ndarray) -> list[HabitatStat]:
     """The whole lesion first (all labels > 0), then each habitat present: enhancing, core, oedema."""
     mask = np.asarray(mask)
-    counts = np.bincount(np.clip(mask, 0, None).ravel().astype(np.int64), minlength=max(LESION_LABELS) + 1)
-    present = tuple(int(label) for label in np.flatnonzero(counts[1:]) + 1)
-    lesion = mask > 0
-    lesion_voxels = int(lesion.sum())
-    stats = [_stat("lesion", lesion, present, affine, lesion_voxels)]
-    habitats = (
+    units = (
         ("enhancing", ENHANCING_LABELS),
         (core_phenotype(mask), CORE_LABELS),
         ("oedema", OEDEMA_LABELS),
     )
-    for phenotype, labels in habitats:
+    return region_stats(mask, units, affine)
+
+
+def region_stats(
+    label_map: np.ndarray, units: tuple[tuple[str, tuple[int, ...]], ...], affine: np.ndarray
+) -> list[HabitatStat]:
+    """The lesion (labels > 0) first, then each unit (phenotype, its labels) with at least one voxel."""
+    label_map = np.asarray(label_map)
+    counts = np.bincount(np.clip(label_map, 0, None).ravel().astype(np.int64))
+    present = tuple(int(label) for label in np.flatnonzero(counts[1:]) + 1)
+    lesion = label_map > 0
+    lesion_voxels = int(lesion.sum())
+    stats = [_stat("lesion", lesion, present, affine, lesion_voxels)]
+    for phenotype, labels in units:
         found = tuple(label for label in labels if label in present)
         if found:
-            stats.append(_stat(phenotype, np.isin(mask, found), found, affine, lesion_voxels))
+            stats.append(_stat(phenotype, np.isin(label_map, found), found, affine, lesion_voxels))
     return stats
 
 
@@ -114,28 +122,36 @@ def habitat_masks(mask: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def margin_ring_mask(mask: np.ndarray, affine: np.ndarray, width_mm: float = 5.0) -> np.ndarray:
-    """Non-lesion voxels whose centre lies within `width_mm` of a lesion voxel centre.
+def distance_outside_mm(lesion: np.ndarray, affine: np.ndarray, max_mm: float) -> np.ndarray:
+    """Euclidean distance in mm from each voxel centre outside the lesion to the nearest lesion voxel centre.
 
-    Distances use the voxel spacing, so anisotropic voxels are measured in mm; the
-    shell is clipped at the image border.
+    0 inside the lesion; inf beyond `max_mm` (and everywhere when there is no lesion). The
+    voxel spacing weighs each axis, so anisotropic grids are measured in mm.
     """
-    if width_mm <= 0:
-        raise ValueError(f"width_mm must be positive, got {width_mm}")
-    lesion = np.asarray(mask) > 0
-    ring = np.zeros_like(lesion)
+    if max_mm <= 0:
+        raise ValueError(f"max_mm must be positive, got {max_mm}")
+    lesion = np.asarray(lesion, dtype=bool)
+    distance = np.full(lesion.shape, np.inf)
     if not lesion.any():
-        return ring
+        return distance
     spacing = voxel_spacing_mm(affine)
-    # The distance transform only needs the lesion's bounding box grown by the ring width.
-    pad = np.ceil(width_mm / spacing).astype(int) + 1
+    # The distance transform only needs the lesion's bounding box grown by max_mm.
+    pad = np.ceil(max_mm / spacing).astype(int) + 1
     idx = np.argwhere(lesion)
     lo = np.maximum(idx.min(axis=0) - pad, 0)
     hi = np.minimum(idx.max(axis=0) + pad + 1, lesion.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    distance = ndimage.distance_transform_edt(~lesion[box], sampling=spacing)
-    ring[box] = (distance > 0) & (distance <= width_mm)
-    return ring
+    inner = ndimage.distance_transform_edt(~lesion[box], sampling=spacing)
+    distance[box] = np.where(inner <= max_mm, inner, np.inf)
+    return distance
+
+
+def margin_ring_mask(mask: np.ndarray, affine: np.ndarray, width_mm: float = 5.0) -> np.ndarray:
+    """Non-lesion voxels whose centre lies within `width_mm` of a lesion voxel centre (clipped at the border)."""
+    if width_mm <= 0:
+        raise ValueError(f"width_mm must be positive, got {width_mm}")
+    distance = distance_outside_mm(np.asarray(mask) > 0, affine, width_mm)
+    return (distance > 0) & (distance <= width_mm)
 
 
 def margin_ring(mask: np.ndarray, affine: np.ndarray, width_mm: float = 5.0) -> HabitatStat:
