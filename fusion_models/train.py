@@ -11,8 +11,7 @@ import copy
 import hashlib
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +31,7 @@ from fusion_models.model import FusionModel, FusionModelConfig, TaskSpec
 from fusion_models.ood import MahalanobisDetector
 from fusion_models.task_heads import task_head
 from fusion_models.task_heads.classification import TEMPERATURE_BOUNDS
+from fusion_models.training_common import drop_modalities, single_thread
 from knowledge.sources import KnowledgeBase
 from schemas.errors import InputError
 from toolkit.atomic import atomic_write_bytes
@@ -110,21 +110,6 @@ def _pattern_targets(tensors: CaseTensors, labels: CaseLabels, config: FusionMod
     return torch.from_numpy(codes)
 
 
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread, then restore the caller's setting.
-
-    The model is tiny: on 2 shared cores a second thread only adds synchronisation
-    (10x slower under load), and one thread makes the float reductions reproducible.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def split_indices(n: int, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
     """Seeded disjoint split: each named held-out part gets round(n * fraction) cases (at least 1), 'training' the rest."""
     if any(not 0 < f < 1 for f in fractions.values()) or sum(fractions.values()) >= 1:
@@ -154,15 +139,6 @@ def normalisation_stats(examples: Sequence[Example]) -> dict[str, tuple[Tensor, 
     if len(patches):
         stats["patches"] = (patches.mean(0), patches.std(0, correction=0))
     return stats
-
-
-def drop_modalities(present: dict[str, Tensor], p: float, generator: torch.Generator) -> dict[str, Tensor]:
-    """Hide each present modality with chance p, never all of a case's modalities at once."""
-    names = list(present)
-    stacked = torch.stack([present[m] for m in names], dim=1)
-    dropped = stacked & (torch.rand(stacked.shape, generator=generator) >= p)
-    kept = torch.where(dropped.any(dim=1, keepdim=True), dropped, stacked)
-    return {m: kept[:, i] for i, m in enumerate(names)}
 
 
 def targets_of(examples: Sequence[Example], task: TaskSpec) -> Tensor:

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fusion_models.features import HABITATS, GenomicsSpec, _normal_appearing, genomics_values
-from fusion_models.imaging.habitats import PHENOTYPE_LABELS, intensity_ratio
+from fusion_models.features import HABITATS, GenomicsSpec, genomics_values
+from fusion_models.imaging.habitats import PHENOTYPE_LABELS, intensity_ratio, normal_appearing
 from fusion_models.inputs import CaseInputs, ImagingTimepoint
 from knowledge.sources import KnowledgeBase
 from schemas.common import MODALITIES
@@ -41,7 +41,7 @@ CLASSIFICATION_LABELS: dict[str, tuple[str, ...]] = {
 def region_features(timepoint: ImagingTimepoint) -> tuple[np.ndarray, np.ndarray]:
     """(R, F) features of the HABITATS of one scan and (R,) whether the habitat is in the mask."""
     stats = {s.phenotype: s for s in timepoint.habitats}
-    normal = _normal_appearing(timepoint)
+    normal = normal_appearing(timepoint.mask, timepoint.sequences.values())
     values = np.zeros((len(HABITATS), len(REGION_FEATURES)), dtype=np.float32)
     present = np.zeros(len(HABITATS), dtype=bool)
     for r, habitat in enumerate(HABITATS):

@@ -21,7 +21,7 @@ from fusion_models.fusion_heads.base import FusionHead, HeadConfig, HeadOutput, 
 from fusion_models.fusion_heads.inputs import HeadInputs, Targets
 from fusion_models.heads import cox_partial_likelihood_loss
 from fusion_models.task_heads.classification import MIN_CALIBRATION_CASES, TEMPERATURE_BOUNDS
-from fusion_models.train import drop_modalities, single_thread
+from fusion_models.training_common import drop_modalities, single_thread
 from schemas.common import MODALITIES
 from toolkit.atomic import atomic_write_bytes
 
