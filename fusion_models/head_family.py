@@ -286,8 +286,7 @@ class FusionHeadFamily(ModelFamily):
                 "occlusion: |change of the first task's attribution target| when the modality is masked, "
                 f"mean of {len(ensemble.members)} members, as shares"
             )
-        shares = _shares({m: named.get(m, 0.0) for m in used})
-        return shares or {m: 1.0 / len(used) for m in used}
+        return _shares({m: named.get(m, 0.0) for m in used})
 
     @staticmethod
     def _habitat_attribution(ensemble, x: HeadInputs, explained, methods) -> dict[str, float]:

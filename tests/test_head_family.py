@@ -20,6 +20,7 @@ from agents.runner import run_case
 from fusion_models.checkpoints import load_checkpoint
 from fusion_models.encoders import create_encoder
 from fusion_models.fusion_heads import fusion_head_names, fusion_head_needs
+from fusion_models.gates import InputNeeds
 from fusion_models.inputs import load_case_inputs
 from fusion_models.registry import TrainingData
 from schemas.report import EvidenceChainReport
@@ -44,13 +45,25 @@ def report_settings(tmp_path_factory):
     return lambda checkpoint, model: Settings(checkpoint=checkpoint, fusion_model=model, cache_dir=cache, figures=False)
 
 
+@pytest.fixture(scope="module")
+def case_inputs(demo_cohort, kb):
+    """The report case's inputs as the pipeline loads them (every head reads the same gates' result)."""
+    settings = Settings()
+    return load_case_inputs(
+        demo_cohort / "cases" / CASE, encoder=create_encoder(settings.encoder), patch_size=settings.patch_size,
+        max_patches=settings.max_patches, known_genes=kb.symbol_lookup, needs=InputNeeds(model=FAMILY),
+    )
+
+
 def _report(result) -> EvidenceChainReport:
     assert result.status == "ok", result.error
     return EvidenceChainReport.model_validate(json.loads(Path(result.outputs["report.json"]).read_text()))
 
 
 @pytest.mark.parametrize("name", HEADS)
-def test_head_trains_loads_by_content_and_drives_the_report(name, demo_cases, demo_cohort, report_settings, kb, tmp_path):
+def test_head_trains_loads_by_content_and_drives_the_report(
+    name, demo_cases, demo_cohort, report_settings, case_inputs, kb, tmp_path
+):
     data = TrainingData(f"{N_CASES} demo cases", cases=demo_cases)
     trained = train(name, data, out=tmp_path / "model.pt", epochs=1, seed=0, progress=False)
     loaded = load_checkpoint(trained.checkpoint)  # nothing but the file's content says what it is
@@ -61,11 +74,8 @@ def test_head_trains_loads_by_content_and_drives_the_report(name, demo_cases, de
     settings = report_settings(trained.checkpoint, loaded.name)
     report = _report(run_case(case_dir, tmp_path / "out", settings))
 
-    inputs = load_case_inputs(
-        case_dir, encoder=create_encoder(settings.encoder), patch_size=settings.patch_size,
-        max_patches=settings.max_patches, known_genes=kb.symbol_lookup, needs=loaded.input_needs(),
-    )
-    direct = loaded.predict(inputs, kb, top_patches=settings.top_patches)
+    assert loaded.input_needs() == InputNeeds(model=FAMILY)
+    direct = loaded.predict(case_inputs, kb, top_patches=settings.top_patches)
     assert direct.fusion_head == name and direct.ensemble_members == loaded.config.members
     for conclusion in report.conclusions:
         prediction = direct.prediction(conclusion.task)
