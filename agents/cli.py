@@ -195,7 +195,8 @@ def train(
     if head is not None and head not in heads:
         known = ", ".join(heads) or "none"
         raise InputError("--head", "head", f"model {model} has no fusion head {head!r}; its heads: {known}")
-    return family.train(out or family.default_checkpoint(), data, epochs=epochs, seed=seed, head=head, progress=progress)
+    out = out or family.default_checkpoint()
+    return family.train(out, data, epochs=epochs, seed=seed, head=head, progress=progress)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -110,7 +110,8 @@ def run_tcga(args, kb, heads) -> dict[str, Row]:
     cohort = load_cohort(TCGA_ROOT)
     fitting = [h for h in heads if fusion_head_needs(h) <= set(TCGA_MODALITIES)]
     for name in sorted(set(heads) - set(fitting)):
-        print(f"  tcga: {name} needs {sorted(fusion_head_needs(name))}, which the cohort lacks: no row", file=sys.stderr)
+        lacks = sorted(fusion_head_needs(name) - set(TCGA_MODALITIES))
+        print(f"  tcga: {name} needs {', '.join(lacks)}, which the cohort lacks: no row", file=sys.stderr)
     rows = {h: Row() for h in fitting}
     for seed in range(args.seeds):
         folds = stratified_folds(cohort, args.folds, seed)

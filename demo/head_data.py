@@ -30,7 +30,8 @@ def demo_head_data(
     grades: list[str] = []
 
     def pairs():  # streamed: a case's volumes are dropped once its head inputs are extracted
-        for inputs, labels in iter_training_cases(n, seed=seed, encoder=encoder, bank_tiles_per_pattern=bank_tiles_per_pattern):
+        generated = iter_training_cases(n, seed=seed, encoder=encoder, bank_tiles_per_pattern=bank_tiles_per_pattern)
+        for inputs, labels in generated:
             grades.append(labels.grade)
             yield inputs, labels
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor
@@ -140,7 +139,8 @@ class FusionHeadFamily(ModelFamily):
     def _head_config(self, head: str | None, modalities: tuple[Modality, ...], where: str) -> HeadConfig:
         head = head or self.config.head.head
         if head not in fusion_head_names():
-            raise InputError("--head", "head", f"{self.name} has fusion heads {list(self.fusion_heads())}, not {head!r}")
+            known = ", ".join(self.fusion_heads())
+            raise InputError("--head", "head", f"{self.name} has fusion heads {known}, not {head!r}")
         try:
             return HeadConfig.model_validate({**self.config.head.model_dump(), "head": head, "modalities": modalities})
         except ValidationError as error:  # a head that needs modalities the data has not
@@ -182,7 +182,8 @@ class FusionHeadFamily(ModelFamily):
             "epochs_run": [f.epochs_run for f in ensemble.fits],
             "best_epoch": [f.best_epoch for f in ensemble.fits],
         }
-        metrics = {"evaluation": report["metrics"], "calibration": calibration_record(report["conformal"], report["records"])}
+        calibration = calibration_record(report["conformal"], report["records"])
+        metrics = {"evaluation": report["metrics"], "calibration": calibration}
         card = model_card(
             trained, inputs={"modalities": list(config.modalities), "pathology": self.config.pathology.model_dump()},
             weights_sha256=hashlib.sha256(payload).hexdigest(), metrics=metrics, training=training, knowledge=knowledge,
@@ -197,7 +198,8 @@ class FusionHeadFamily(ModelFamily):
 
     def load(self, path: Path, payload: dict[str, Any], raw: bytes) -> LoadedHeads:
         if payload.get("format") != CHECKPOINT_FORMAT:
-            raise InputError(str(path), "format", f"{self.name} reads {CHECKPOINT_FORMAT}, not {payload.get('format')!r}")
+            found = payload.get("format")
+            raise InputError(str(path), "format", f"{self.name} reads {CHECKPOINT_FORMAT}, not {found!r}")
         try:
             config = HeadFamilyConfig.model_validate_json(payload["config"])
             members = []
@@ -205,8 +207,9 @@ class FusionHeadFamily(ModelFamily):
                 member = create_fusion_head(config.head)
                 member.load_state_dict(state)
                 members.append(member.eval())
+            stored = payload["task_calibration"]
             calibration: dict[str, TaskCalibration] = {
-                t.name: task_head(t.kind).calibration_from_dict(payload["task_calibration"][t.name]) for t in config.tasks
+                t.name: task_head(t.kind).calibration_from_dict(stored[t.name]) for t in config.tasks
             }
             conformal = {task: ConformalSets.from_dict(c) for task, c in payload["conformal"].items()}
             pathway_ids = dict(payload["knowledge"]["pathway_ids"])
@@ -236,7 +239,8 @@ class FusionHeadFamily(ModelFamily):
         present = dict(zip(MODALITIES, case.present(), strict=True))
         used = [m for m in head.modalities if present[m]]
         if not used:
-            raise InputError(MANIFEST, "modalities", f"no usable modality (the model reads {', '.join(head.modalities)})")
+            reads = ", ".join(head.modalities)
+            raise InputError(MANIFEST, "modalities", f"no usable modality (the model reads {reads})")
         x = collate([case])
         parts = ensemble.member_outputs(x)
         outputs = {t.name: task_head(t.kind).ensemble(t, [p.outputs[t.name] for p in parts]) for t in head.tasks}
@@ -298,7 +302,8 @@ class FusionHeadFamily(ModelFamily):
             "occlusion: |change of the first task's attribution target| when the habitat of the latest scan is "
             f"masked, mean of {len(ensemble.members)} members, as shares"
         )
-        return dict(sorted(_shares({h: float(d) for h, d, p in zip(HABITATS, drops, present, strict=True) if p}).items()))
+        measured = {h: float(d) for h, d, p in zip(HABITATS, drops, present, strict=True) if p}
+        return dict(sorted(_shares(measured).items()))
 
     @staticmethod
     def _patches(interpretation: Interpretation, bag, top_patches: int, methods) -> dict[str, Any]:

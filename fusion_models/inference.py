@@ -94,7 +94,9 @@ def checkpoint_bytes(model: FusionModel, calibration: Calibration, knowledge: di
     return buffer.getvalue()
 
 
-def read_torch_payload(path: Path, formats: tuple[str, ...] | None = (CHECKPOINT_FORMAT, LEGACY_FORMAT)) -> tuple[dict[str, Any], bytes]:
+def read_torch_payload(
+    path: Path, formats: tuple[str, ...] | None = (CHECKPOINT_FORMAT, LEGACY_FORMAT)
+) -> tuple[dict[str, Any], bytes]:
     """The checkpoint's payload (tensors and plain types only) and its bytes; `formats`: those accepted (None: any)."""
     path = Path(path)
     if not path.is_file():

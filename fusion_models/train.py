@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from fusion_models.card import model_card, reliability_record, write_card
+from fusion_models.card import model_card, write_card
 from fusion_models.features import CaseTensors, build_features, collate
 from fusion_models.inference import Calibration, checkpoint_bytes, ood_rows
 from fusion_models.inputs import CaseInputs
@@ -339,7 +339,9 @@ def train_fusion_model(
     }
     sha256 = hashlib.sha256(payload).hexdigest()
     inputs = config.inputs.model_dump(mode="json", exclude_none=True)
-    card = model_card(config, inputs=inputs, weights_sha256=sha256, metrics=report, training=training, knowledge=knowledge)
+    card = model_card(
+        config, inputs=inputs, weights_sha256=sha256, metrics=report, training=training, knowledge=knowledge
+    )
     return TrainResult(
         out, write_card(out, card), report["evaluation"], sizes, epochs_run, best_epoch, time.perf_counter() - started
     )

@@ -46,7 +46,8 @@ def drop_modalities(present: dict[str, Tensor], p: float, generator: torch.Gener
 
 
 def split_indices(n: int, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
-    """Seeded disjoint split: each named held-out part gets round(n * fraction) cases (at least 1), 'training' the rest."""
+    """Seeded disjoint split: each named held-out part gets round(n * fraction) cases (at least 1), 'training'
+    the rest."""
     if any(not 0 < f < 1 for f in fractions.values()) or sum(fractions.values()) >= 1:
         raise ValueError(f"held-out fractions must lie in (0, 1) and leave cases to train on, got {fractions}")
     sizes = {name: max(1, round(n * f)) for name, f in fractions.items()}

@@ -161,7 +161,8 @@ def test_cli_refuses_a_checkpoint_of_another_model(trained, request, tmp_path_fa
 
     path, _, _ = train_once("tcga_glioma", trained, request, tmp_path_factory)
     case = sorted((request.getfixturevalue("tcga_subset") / "cases").iterdir())[0]
-    code = main(["report", str(case), "--out", str(tmp_path / "out"), "--checkpoint", str(path), "--model", "glioma_demo"])
+    out = str(tmp_path / "out")
+    code = main(["report", str(case), "--out", out, "--checkpoint", str(path), "--model", "glioma_demo"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "checkpoint holds model 'tcga_glioma', but --model is 'glioma_demo'" in err[0] and str(path) in err[0]

@@ -49,7 +49,7 @@ class HeadConfig(BaseModel):
             raise ValueError("a head needs at least one task")
         missing = fusion_head_needs(self.head) - set(self.modalities)
         if missing:
-            raise ValueError(f"fusion head {self.head!r} needs {sorted(missing)} among its modalities {self.modalities}")
+            raise ValueError(f"fusion head {self.head!r} needs {sorted(missing)}; its modalities are {self.modalities}")
         return self
 
 

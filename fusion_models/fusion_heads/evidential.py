@@ -65,6 +65,7 @@ class EvidentialFusion(FusionHead):
             if task is classification[0]:
                 certainty = torch.cat([1.0 - u for _, u in opinions], dim=1) * present.squeeze(-1)
         weights = certainty / certainty.sum(1, keepdim=True).clamp_min(1e-6)
-        averaged = self.per_modality.combine({t.name: per[t.name] for t in self.config.tasks if t.name not in outputs}, weights)
+        others = {t.name: per[t.name] for t in self.config.tasks if t.name not in outputs}
+        averaged = self.per_modality.combine(others, weights)
         ordered = {t.name: outputs.get(t.name, averaged.get(t.name)) for t in self.config.tasks}
         return HeadOutput(ordered, self.interpretation(e, modality_weights=weights))

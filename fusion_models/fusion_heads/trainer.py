@@ -163,9 +163,8 @@ class Ensemble:
 
         -> the ensemble and its calibration report (records, conformal sets, evaluation metrics).
         """
-        trained = [
-            train_head(config, splits["training"], splits["stopping"], settings, seed * 1000 + k) for k in range(members)
-        ]
+        fitting, stopping = splits["training"], splits["stopping"]
+        trained = [train_head(config, fitting, stopping, settings, seed * 1000 + k) for k in range(members)]
         ensemble = cls([h for h, _ in trained], {}, [f for _, f in trained])
         data = {
             name: _numpy(ensemble.outputs(x), y) for name, (x, y) in splits.items() if name != "stopping"

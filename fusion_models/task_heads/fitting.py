@@ -40,7 +40,8 @@ def calibrate_tasks(
         calibrations[task.name] = calibration
         outputs, labels = head.labelled(task, *data["calibration"][task.name])
         if len(labels):
-            conformal[task.name] = ConformalSets.fit(head.probabilities(task, outputs, calibration), labels, SET_COVERAGE)
+            probs = head.probabilities(task, outputs, calibration)
+            conformal[task.name] = ConformalSets.fit(probs, labels, SET_COVERAGE)
         if "evaluation" not in data:
             continue
         task_metrics = head.metrics(task, *data["evaluation"][task.name], calibration)
