@@ -72,21 +72,22 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _require_checkpoint(settings: Settings) -> None:
-    """Fail early, naming the file, before any case runs: a missing or unreadable checkpoint, or another model's."""
-    from fusion_models.checkpoints import check_model, checkpoint_family
+def _require_checkpoint(settings: Settings) -> tuple[str, ...]:
+    """Fail early, naming the file, before any case runs: a missing or unreadable checkpoint, or another model's.
 
-    path = Path(settings.checkpoint)
-    found, _, _ = checkpoint_family(path)
-    check_model(path, found, settings.fusion_model)
+    -> the modalities the checkpoint's model reads (a family's heads trained on other data read other ones).
+    """
+    from fusion_models.checkpoints import load_checkpoint
+
+    return load_checkpoint(Path(settings.checkpoint), expected=settings.fusion_model).reads()
 
 
-def masked_branches_note(case_dirs: Sequence[Path], model: str) -> str | None:
+def masked_branches_note(case_dirs: Sequence[Path], model: str, reads: Sequence[str] | None = None) -> str | None:
     """One line when cases lack inputs `model` reads, so that running it with those branches masked is never silent.
 
     Not an error: a missing modality is reported, not refused, and every report flags it. The
     line says which model runs, how many cases lack what, and which registered models read
-    only what those cases have.
+    only what those cases have. `reads`: what the loaded checkpoint reads (default: the registered config).
     """
     from fusion_models.inputs import bundle_modalities
     from fusion_models.registry import list_model_families, model_family
@@ -95,8 +96,9 @@ def masked_branches_note(case_dirs: Sequence[Path], model: str) -> str | None:
     def branches(name: str) -> set[str]:
         return set(model_family(name).reads()) - {"clinical"}  # clinical fields come with every case.json
 
-    reads = branches(model)
-    lacking = [(reads - have, have) for have in map(bundle_modalities, case_dirs) if reads - have]
+    reads = tuple(reads or model_family(model).reads())
+    needed = set(reads) - {"clinical"}
+    lacking = [(needed - have, have) for have in map(bundle_modalities, case_dirs) if needed - have]
     if not lacking:
         return None
     missing = sorted(set().union(*(gap for gap, _ in lacking)), key=MODALITIES.index)
@@ -104,14 +106,14 @@ def masked_branches_note(case_dirs: Sequence[Path], model: str) -> str | None:
     fitting = [n for n in list_model_families() if n != model and branches(n) and branches(n) <= common]
     alternative = f"; registered models that read only what they have: {', '.join(fitting)} (--model NAME)" if fitting else ""
     return (
-        f"note: {model} reads {', '.join(model_family(model).reads())}; {len(lacking)} of {len(case_dirs)} "
+        f"note: {model} reads {', '.join(reads)}; {len(lacking)} of {len(case_dirs)} "
         f"cases lack {' and '.join(missing)}, so it runs on them with those branches masked and their reports "
         f"flag the missing modalities{alternative}"
     )
 
 
-def _note_masked_branches(case_dirs: Sequence[Path], model: str) -> None:
-    note = masked_branches_note(case_dirs, model)
+def _note_masked_branches(case_dirs: Sequence[Path], model: str, reads: Sequence[str]) -> None:
+    note = masked_branches_note(case_dirs, model, reads)
     if note:
         print(f"evchain: {note}", file=sys.stderr)
 
@@ -120,8 +122,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from agents.runner import run_case
 
     settings = _settings(args)
-    _require_checkpoint(settings)
-    _note_masked_branches([Path(args.case_dir)], settings.fusion_model)
+    reads = _require_checkpoint(settings)
+    _note_masked_branches([Path(args.case_dir)], settings.fusion_model, reads)
     result = run_case(Path(args.case_dir), Path(args.out), settings, timeout_s=args.case_timeout or None)
     if result.status != "ok":
         where = f" (traceback: {result.log})" if result.log else ""
@@ -136,8 +138,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from agents.summary import exit_code, print_summary
 
     settings = _settings(args)
-    _require_checkpoint(settings)
-    _note_masked_branches(list_case_dirs(Path(args.cohort_dir), exclude=Path(args.out)), settings.fusion_model)
+    reads = _require_checkpoint(settings)
+    case_dirs = list_case_dirs(Path(args.cohort_dir), exclude=Path(args.out))
+    _note_masked_branches(case_dirs, settings.fusion_model, reads)
     results = run_batch(
         Path(args.cohort_dir),
         Path(args.out),

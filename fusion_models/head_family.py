@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor
+from tqdm import tqdm
 
 from fusion_models.card import model_card, write_card
 from fusion_models.conformal import ConformalSets
@@ -111,11 +112,12 @@ def mean_interpretation(parts: list[Interpretation]) -> Interpretation:
     """The members' interpretations averaged field by field (averages of distributions stay distributions)."""
     first = parts[0]
     fields = ("modality_weights", "region_attention", "patch_attention", "pathway_patch_attention",
-              "node_attention", "timepoint_attention", "pattern_logits")
+              "node_attention", "timepoint_attention")
     averaged = {f: _mean(getattr(p, f) for p in parts) for f in fields}
-    if averaged["pattern_logits"] is not None:  # average the pattern probabilities, kept as log-probabilities
-        averaged["pattern_logits"] = torch.stack([p.pattern_logits.softmax(-1) for p in parts]).mean(0).log()
-    return Interpretation(first.modalities, node_names=first.node_names, **averaged)
+    # Pattern probabilities are averaged, and kept as log-probabilities (logits whose softmax is the mean).
+    probabilities = _mean(None if p.pattern_logits is None else p.pattern_logits.softmax(-1) for p in parts)
+    pattern_logits = None if probabilities is None else probabilities.log()
+    return Interpretation(first.modalities, node_names=first.node_names, pattern_logits=pattern_logits, **averaged)
 
 
 def _shares(values: dict[str, float]) -> dict[str, float]:
@@ -153,10 +155,12 @@ class FusionHeadFamily(ModelFamily):
         kb = load_knowledge(data.knowledge)
         if data.cases is not None:
             config = self._head_config(head, self.config.head.modalities, data.description)
-            cases, y = labelled_examples(data.cases, config.tasks, kb, self.config.pathology.embed_dim)
+            items = tqdm(data.cases, desc="features", disable=not progress)
+            cases, y = labelled_examples(items, config.tasks, kb, self.config.pathology.embed_dim)
         else:  # a labelled cohort folder: genomics and age only
             config = self._head_config(head, LABELLED_COHORT_MODALITIES, str(data.folder))
-            cases, y = tcga_head_data(data.folder, config.tasks, kb, self.config.pathology.embed_dim)
+            dim = self.config.pathology.embed_dim
+            cases, y = tcga_head_data(data.folder, config.tasks, kb, dim, progress=progress)
         if len(cases) < MIN_CASES:
             raise InputError(data.description, "cases", f"need at least {MIN_CASES} training cases, got {len(cases)}")
         x = collate(cases)

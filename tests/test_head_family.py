@@ -134,3 +134,13 @@ def test_an_unknown_head_names_the_registered_ones(capsys):
     assert main(["train", "--head", "nope"]) == 2
     err = capsys.readouterr().err
     assert "no registered model has fusion head 'nope'" in err and all(h in err for h in HEADS)
+
+
+def test_the_masked_branches_note_follows_what_the_checkpoint_reads(demo_cohort):
+    from agents.cli import masked_branches_note
+
+    case = demo_cohort / "cases" / "DEMO-003"  # imaging and genomics, no slide
+    note = masked_branches_note([case], FAMILY)
+    assert note.startswith(f"note: {FAMILY} reads imaging, pathology, genomics, clinical; 1 of 1 cases lack pathology")
+    # A head trained on a genomics-only cohort reads what this case has: nothing to say.
+    assert masked_branches_note([case], FAMILY, ("genomics", "clinical")) is None

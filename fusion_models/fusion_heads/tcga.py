@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from tqdm import tqdm
+
 from fusion_models.fusion_heads.inputs import HeadCase, Targets, labelled_examples
 from fusion_models.genomics.io import load_genomics
 from fusion_models.inputs import CaseInputs, load_manifest
@@ -33,8 +35,9 @@ def _labelled_cases(root: Path):
 
 
 def tcga_head_data(
-    root: Path, tasks: Sequence[TaskSpec], kb: KnowledgeBase, patch_dim: int = 32
+    root: Path, tasks: Sequence[TaskSpec], kb: KnowledgeBase, patch_dim: int = 32, *, progress: bool = False
 ) -> tuple[list[HeadCase], Targets]:
     """All cases of `root/labels.csv` in its order, with their targets (labels columns grade, subtype,
     survival_months, event: what the tasks' `target` fields name)."""
-    return labelled_examples(_labelled_cases(Path(root)), tasks, kb, patch_dim)
+    items = tqdm(_labelled_cases(Path(root)), desc="cases", disable=not progress)
+    return labelled_examples(items, tasks, kb, patch_dim)
