@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from fusion_models.features import HABITATS
 from fusion_models.fusion_heads import (
     HeadConfig,
     collate,
@@ -132,8 +133,7 @@ def test_interpretation_covers_only_what_the_case_has(name, batch):
     scanned = x.region_mask[:, -1].any(1)
     torch.testing.assert_close(regions.sum(1)[scanned], torch.ones(int(scanned.sum())))
     assert torch.all(regions[~x.region_mask[:, -1]] == 0)
-    named = interpretation.for_case(0)
-    assert set(named["region_attention"]) == {"enhancing", "necrotic_core", "non_enhancing_core", "oedema"}
+    assert regions.shape == (len(x), len(HABITATS))
 
 
 def test_longitudinal_head_reads_the_earlier_scan(batch):

@@ -57,8 +57,8 @@ class HeadConfig(BaseModel):
 class Interpretation:
     """The common interpretability record; None where a head has no such output.
 
-    Names travel with the tensors so the vision-analysis and drafting agents can read a
-    case's entries without knowing the head (`for_case`).
+    The glioma_heads family (fusion_models/head_family.py) averages it over the ensemble and maps
+    it, with names, onto FusionOutput, which the vision-analysis and drafting agents read.
     """
 
     modalities: tuple[str, ...]
@@ -70,25 +70,6 @@ class Interpretation:
     node_names: tuple[str, ...] | None = None
     timepoint_attention: Tensor | None = None  # (B, T), right-aligned like the input
     pattern_logits: Tensor | None = None  # (B, N, len(TISSUE_PATTERNS)) tissue pattern per patch
-
-    def for_case(self, i: int) -> dict[str, Any]:
-        """Plain named values for case i (patch-level arrays as lists in bag order)."""
-        def row(t: Tensor | None) -> list | None:
-            return None if t is None else t[i].detach().tolist()
-
-        def named(t: Tensor | None, names: tuple[str, ...]) -> dict[str, float] | None:
-            return None if t is None else dict(zip(names, t[i].detach().tolist(), strict=True))
-
-        return {
-            "modality_weights": named(self.modality_weights, self.modalities),
-            "region_attention": named(self.region_attention, HABITATS),
-            "patch_attention": row(self.patch_attention),
-            "pathway_patch_attention": None if self.pathway_patch_attention is None else dict(
-                zip(PATHWAYS, self.pathway_patch_attention[i].detach().tolist(), strict=True)
-            ),
-            "node_attention": named(self.node_attention, self.node_names or ()),
-            "timepoint_attention": row(self.timepoint_attention),
-        }
 
 
 @dataclass
