@@ -4,7 +4,8 @@ Demo cohort (imaging + pathology + genomics + age): per seed, a fresh in-memory 
 set (demo.training's generator, modality dropout included) split into fit / early-stopping /
 calibration parts, and one fixed held-out test set from another seed; the test set is also
 scored with each modality masked out for every case. Real TCGA glioma cohort (genomics + age
-only: imaging and pathology are absent, so no drop columns): nested CV, outer 5 patient-level
+only: imaging and pathology are absent, so no drop columns, and no row for a head that needs
+them: MCAT, SurvPath, longitudinal): nested CV, outer 5 patient-level
 folds stratified on subtype x grade, inside each outer training part an inner split for
 early stopping and temperature; repeated over seeds.
 

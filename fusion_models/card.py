@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -97,6 +98,7 @@ def model_card(
     metrics: dict[str, Any],
     training: dict[str, Any],
     knowledge: dict[str, Any],
+    limitations: Sequence[str] = LIMITATIONS,
 ) -> dict[str, Any]:
     """The card as a JSON-ready dict; `inputs` what the model reads; `training` describes the data and the splits.
 
@@ -119,7 +121,7 @@ def model_card(
         "knowledge": knowledge,
         "training_data": training,
         "metrics": metrics,
-        "limitations": list(LIMITATIONS),
+        "limitations": list(limitations),
         "weights_sha256": weights_sha256,
     }
 

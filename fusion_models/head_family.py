@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import Tensor
 from tqdm import tqdm
 
+from fusion_models.card import LIMITATIONS as CARD_LIMITATIONS
 from fusion_models.card import model_card, write_card
 from fusion_models.conformal import ConformalSets
 from fusion_models.features import HABITATS, PathologySpec, patch_bag
@@ -53,6 +54,13 @@ from toolkit.atomic import atomic_write_bytes
 
 CHECKPOINT_FORMAT = "evidencechain.fusion_head_checkpoint/1"
 DEFAULT_HEAD = "dyam"
+LIMITATIONS = (
+    *(line for line in CARD_LIMITATIONS if not line.startswith(("The OOD detector", "Modality contributions"))),
+    "No model-side out-of-distribution detector: only the input gates screen a case's inputs.",
+    "Modality contributions are the head's modality weights (attention, learned or evidential), or for a head "
+    "without them occlusion shares; habitat attribution is occlusion. They show what the fusion relied on, "
+    "not causality.",
+)
 
 
 class HeadFamilyConfig(BaseModel):
@@ -191,6 +199,7 @@ class FusionHeadFamily(ModelFamily):
         card = model_card(
             trained, inputs={"modalities": list(config.modalities), "pathology": self.config.pathology.model_dump()},
             weights_sha256=hashlib.sha256(payload).hexdigest(), metrics=metrics, training=training, knowledge=knowledge,
+            limitations=LIMITATIONS,
         )
         return TrainResult(
             Path(out), write_card(Path(out), card), report["metrics"], sizes,

@@ -68,7 +68,9 @@ def test_head_trains_loads_by_content_and_drives_the_report(
     trained = train(name, data, out=tmp_path / "model.pt", epochs=1, seed=0, progress=False)
     loaded = load_checkpoint(trained.checkpoint)  # nothing but the file's content says what it is
     assert (loaded.name, loaded.config.head.head) == (FAMILY, name)
-    assert json.loads(trained.card.read_text())["training_data"]["fusion_head"] == name
+    card = json.loads(trained.card.read_text())
+    assert card["training_data"]["fusion_head"] == name
+    assert not any("OOD detector" in line for line in card["limitations"])  # this family has none
 
     case_dir = demo_cohort / "cases" / CASE
     settings = report_settings(trained.checkpoint, loaded.name)
@@ -112,10 +114,12 @@ def test_evchain_train_head_then_report_reads_the_model_from_the_checkpoint(demo
     assert f"checkpoint {checkpoint}" in capsys.readouterr().out
     case_dir = str(demo_cohort / "cases" / CASE)
     out = tmp_path / "out"
-    # No --model: the checkpoint's content names it.
-    assert main(["report", case_dir, "--checkpoint", str(checkpoint), "--out", str(out), "--no-figures"]) == 0
+    # No --model: the checkpoint's content names it. Figures on: the slide heatmap and the reliability curve
+    # come from the head's attention and its model card.
+    assert main(["report", case_dir, "--checkpoint", str(checkpoint), "--out", str(out)]) == 0
     report = json.loads((out / CASE / "report.json").read_text())
     assert report["provenance"]["configuration"]["fusion_model"] == FAMILY
+    assert {"slide_heatmap", "calibration"} <= {f["kind"] for f in report["figures"]}
     # A --model that contradicts the checkpoint is bad input naming both.
     assert main(["report", case_dir, "--model", "glioma_demo", "--checkpoint", str(checkpoint), "--out", str(out)]) == 2
     assert "holds model 'glioma_heads', but --model is 'glioma_demo'" in capsys.readouterr().err
