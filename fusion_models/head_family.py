@@ -36,7 +36,7 @@ from fusion_models.fusion_heads.inputs import PATHWAYS, labelled_examples
 from fusion_models.fusion_heads.tcga import MODALITIES as LABELLED_COHORT_MODALITIES
 from fusion_models.fusion_heads.tcga import tcga_head_data
 from fusion_models.fusion_heads.trainer import Ensemble, TrainSettings
-from fusion_models.gates import InputNeeds
+from fusion_models.gates import InputNeeds, PatchStats
 from fusion_models.inference import MANIFEST, check_knowledge, most_attended_patches, pattern_fractions, slide_attention
 from fusion_models.inputs import CaseInputs
 from fusion_models.model import INTENDED_USE
@@ -232,7 +232,12 @@ class FusionHeadFamily(ModelFamily):
                            hashlib.sha256(raw).hexdigest())
 
     def input_needs(self, loaded: LoadedHeads) -> InputNeeds:
-        return InputNeeds(model=loaded.config.name)
+        """Patch statistics are the members' shared patch standardiser (training split), when they read patches."""
+        stats = None
+        if "pathology" in loaded.config.head.modalities:
+            standardiser = loaded.ensemble.members[0].encoders.standardisers["patches"]
+            stats = PatchStats(standardiser.mean.numpy().copy(), standardiser.std.numpy().copy())
+        return InputNeeds(model=loaded.config.name, patch_stats=stats)
 
     def config_of(self, loaded: LoadedHeads) -> HeadFamilyConfig:
         return loaded.config

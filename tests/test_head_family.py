@@ -47,7 +47,7 @@ def report_settings(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def case_inputs(demo_cohort, kb):
-    """The report case's inputs as the pipeline loads them (every head reads the same gates' result)."""
+    """The report case's inputs as the pipeline loads them, before a model's patch-statistics check."""
     settings = Settings()
     return load_case_inputs(
         demo_cohort / "cases" / CASE, encoder=create_encoder(settings.encoder), patch_size=settings.patch_size,
@@ -76,7 +76,9 @@ def test_head_trains_loads_by_content_and_drives_the_report(
     settings = report_settings(trained.checkpoint, loaded.name)
     report = _report(run_case(case_dir, tmp_path / "out", settings))
 
-    assert loaded.input_needs() == InputNeeds(model=FAMILY)
+    # The gates passed every input in the report too (they also check the slide against the head's patch
+    # statistics), so the inputs loaded once for the module are the ones the report's model saw.
+    assert not report.modalities.unusable and loaded.input_needs().patch_stats is not None
     direct = loaded.predict(case_inputs, kb, top_patches=settings.top_patches)
     assert direct.fusion_head == name and direct.ensemble_members == loaded.config.members
     for conclusion in report.conclusions:
