@@ -98,11 +98,15 @@ def test_head_trains_loads_by_content_and_drives_the_report(
     attributed = [s for s in report.spatial_evidence if s.unit_level == "habitat" and s.attribution is not None]
     assert attributed, "the occlusion attribution of the habitats reaches the spatial evidence"
     assert direct.slide_attention and direct.patch_attention and direct.pattern_fractions
-    if direct.pathway_patch_attention:  # co-attention heads: links on the patches the report cites
-        linked = {(p.slide_id, p.patch_index) for p in direct.pathway_patch_attention}
-        for item in report.histology_evidence:
-            if item.origin == "patch_attention" and item.attended_by_pathways:
-                assert (item.slide_id, int(item.source.locator.split("[")[1].rstrip("]"))) in linked
+    # Co-attention heads (they need genomics and patches) give each measured pathway its most attended patch,
+    # and a cited patch names the pathways that attended to it most.
+    assert bool(direct.pathway_patch_attention) == ({"genomics", "pathology"} <= fusion_head_needs(name))
+    cited = {(h.slide_id, h.bbox_level0[:2]): h for h in report.histology_evidence if h.origin == "patch_attention"}
+    for item in cited.values():
+        assert item.attended_by_pathways == [
+            link.pathway for link in direct.pathway_patch_attention
+            if (link.slide_id, link.coord_level0) == (item.slide_id, item.bbox_level0[:2])
+        ]
     if direct.timepoint_attention:  # the longitudinal head: its attention to T1 on the T0 -> T1 change
         change = next(s for s in report.spatial_evidence if s.unit_level == "longitudinal")
         assert change.attribution == round(direct.timepoint_attention["T1"], 3)
