@@ -18,6 +18,7 @@ from agents.context import Settings
 from schemas.errors import InputError
 
 DEMO_COHORT = Path("demo_cohort")
+DEFAULT_MODEL = "glioma_demo"
 DEMO_OUT = Path("out")
 # Far above a real case (seconds to a few minutes with raw slides); only a hang reaches it.
 DEFAULT_CASE_TIMEOUT_S = 3600.0
@@ -47,12 +48,24 @@ def _family(model: str):
         raise InputError("--model", "model", str(error)) from None
 
 
+def _run_model(args: argparse.Namespace) -> str:
+    """--model, else the family the --checkpoint holds (read from its content), else the default model."""
+    if args.model is not None:
+        return args.model
+    if args.checkpoint is not None:
+        from fusion_models.checkpoints import checkpoint_family
+
+        return checkpoint_family(Path(args.checkpoint))[0]
+    return DEFAULT_MODEL
+
+
 def _settings(args: argparse.Namespace) -> Settings:
+    model = _run_model(args)
     # Without --checkpoint the checkpoint follows --model: checkpoints/<model>.<its family's suffix>.
-    checkpoint = args.checkpoint or _family(args.model).default_checkpoint()
+    checkpoint = args.checkpoint or _family(model).default_checkpoint()
     return Settings(
         checkpoint=checkpoint,
-        fusion_model=args.model,
+        fusion_model=model,
         lang=getattr(args, "lang", "en"),
         encoder=args.encoder,
         encoder_weights=args.encoder_weights,
@@ -67,21 +80,22 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
-def _require_checkpoint(settings: Settings) -> None:
-    """Fail early, naming the file, before any case runs: a missing or unreadable checkpoint, or another model's."""
-    from fusion_models.checkpoints import check_model, checkpoint_family
+def _require_checkpoint(settings: Settings) -> tuple[str, ...]:
+    """Fail early, naming the file, before any case runs: a missing or unreadable checkpoint, or another model's.
 
-    path = Path(settings.checkpoint)
-    found, _, _ = checkpoint_family(path)
-    check_model(path, found, settings.fusion_model)
+    -> the modalities the checkpoint's model reads (a family's heads trained on other data read other ones).
+    """
+    from fusion_models.checkpoints import load_checkpoint
+
+    return load_checkpoint(Path(settings.checkpoint), expected=settings.fusion_model).reads()
 
 
-def masked_branches_note(case_dirs: Sequence[Path], model: str) -> str | None:
+def masked_branches_note(case_dirs: Sequence[Path], model: str, reads: Sequence[str] | None = None) -> str | None:
     """One line when cases lack inputs `model` reads, so that running it with those branches masked is never silent.
 
     Not an error: a missing modality is reported, not refused, and every report flags it. The
     line says which model runs, how many cases lack what, and which registered models read
-    only what those cases have.
+    only what those cases have. `reads`: what the loaded checkpoint reads (default: the registered config).
     """
     from fusion_models.inputs import bundle_modalities
     from fusion_models.registry import list_model_families, model_family
@@ -90,8 +104,9 @@ def masked_branches_note(case_dirs: Sequence[Path], model: str) -> str | None:
     def branches(name: str) -> set[str]:
         return set(model_family(name).reads()) - {"clinical"}  # clinical fields come with every case.json
 
-    reads = branches(model)
-    lacking = [(reads - have, have) for have in map(bundle_modalities, case_dirs) if reads - have]
+    reads = tuple(reads or model_family(model).reads())
+    needed = set(reads) - {"clinical"}
+    lacking = [(needed - have, have) for have in map(bundle_modalities, case_dirs) if needed - have]
     if not lacking:
         return None
     missing = sorted(set().union(*(gap for gap, _ in lacking)), key=MODALITIES.index)
@@ -99,14 +114,14 @@ def masked_branches_note(case_dirs: Sequence[Path], model: str) -> str | None:
     fitting = [n for n in list_model_families() if n != model and branches(n) and branches(n) <= common]
     alternative = f"; registered models that read only what they have: {', '.join(fitting)} (--model NAME)" if fitting else ""
     return (
-        f"note: {model} reads {', '.join(model_family(model).reads())}; {len(lacking)} of {len(case_dirs)} "
+        f"note: {model} reads {', '.join(reads)}; {len(lacking)} of {len(case_dirs)} "
         f"cases lack {' and '.join(missing)}, so it runs on them with those branches masked and their reports "
         f"flag the missing modalities{alternative}"
     )
 
 
-def _note_masked_branches(case_dirs: Sequence[Path], model: str) -> None:
-    note = masked_branches_note(case_dirs, model)
+def _note_masked_branches(case_dirs: Sequence[Path], model: str, reads: Sequence[str]) -> None:
+    note = masked_branches_note(case_dirs, model, reads)
     if note:
         print(f"evchain: {note}", file=sys.stderr)
 
@@ -115,8 +130,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from agents.runner import run_case
 
     settings = _settings(args)
-    _require_checkpoint(settings)
-    _note_masked_branches([Path(args.case_dir)], settings.fusion_model)
+    reads = _require_checkpoint(settings)
+    _note_masked_branches([Path(args.case_dir)], settings.fusion_model, reads)
     result = run_case(Path(args.case_dir), Path(args.out), settings, timeout_s=args.case_timeout or None)
     if result.status != "ok":
         where = f" (traceback: {result.log})" if result.log else ""
@@ -131,8 +146,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from agents.summary import exit_code, print_summary
 
     settings = _settings(args)
-    _require_checkpoint(settings)
-    _note_masked_branches(list_case_dirs(Path(args.cohort_dir), exclude=Path(args.out)), settings.fusion_model)
+    reads = _require_checkpoint(settings)
+    case_dirs = list_case_dirs(Path(args.cohort_dir), exclude=Path(args.out))
+    _note_masked_branches(case_dirs, settings.fusion_model, reads)
     results = run_batch(
         Path(args.cohort_dir),
         Path(args.out),
@@ -167,14 +183,35 @@ def _training_data(args: argparse.Namespace):
     return demo_training_data(args.n_cases, args.seed)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    family = _family(args.model)
+def _model_with_head(head: str) -> str:
+    """The registered family that offers fusion head `head` (the default model first)."""
+    from fusion_models.registry import list_model_families, model_family
+
+    names = sorted(list_model_families(), key=lambda n: n != DEFAULT_MODEL)
+    offering = [n for n in names if head in model_family(n).fusion_heads()]
+    if not offering:
+        known = sorted({h for n in names for h in model_family(n).fusion_heads()})
+        raise InputError("--head", "head", f"no registered model has fusion head {head!r}; heads: {', '.join(known)}")
+    return offering[0]
+
+
+def train(
+    head: str | None, data, *, model: str | None = None, out: Path | None = None, epochs: int, seed: int,
+    progress: bool = True,
+):
+    """`evchain train`: the family `model` (else the one offering `head`) trains on `data`, writes its checkpoint."""
+    model = model or (_model_with_head(head) if head is not None else DEFAULT_MODEL)
+    family = _family(model)
     heads = family.fusion_heads()
-    if args.head is not None and args.head not in heads:
+    if head is not None and head not in heads:
         known = ", ".join(heads) or "none"
-        raise InputError("--head", "head", f"model {args.model} has no fusion head {args.head!r}; its heads: {known}")
-    out = args.out or family.default_checkpoint()
-    result = family.train(out, _training_data(args), epochs=args.epochs, seed=args.seed, head=args.head)
+        raise InputError("--head", "head", f"model {model} has no fusion head {head!r}; its heads: {known}")
+    out = out or family.default_checkpoint()
+    return family.train(out, data, epochs=epochs, seed=seed, head=head, progress=progress)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    result = train(args.head, _training_data(args), model=args.model, out=args.out, epochs=args.epochs, seed=args.seed)
     print(result.summary())
     return 0
 
@@ -280,8 +317,11 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="glioma_demo", help="registered model family; the checkpoint must hold it")
-    p.add_argument("--checkpoint", type=Path, default=None, help="model checkpoint (default checkpoints/<model>.pt|.json)")
+    p.add_argument("--model", default=None,
+                   help="registered model family; the checkpoint must hold it (default: the one --checkpoint holds, "
+                        f"else {DEFAULT_MODEL})")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="model checkpoint, read by content (default checkpoints/<model>.pt|.json)")
     p.add_argument("--encoder", default="hed_texture", help="registered patch encoder for raw slides")
     p.add_argument("--encoder-weights", type=Path, default=None, help="local weights for the patch encoder")
     p.add_argument("--knowledge", default="bundled", help="registered knowledge source")
@@ -337,9 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("train", help="train a registered model family: the demo fusion model, or tcga_glioma on a labelled cohort")
-    p.add_argument("--model", default="glioma_demo", help="registered model family (fusion_models.registry)")
-    p.add_argument("--head", default=None, help="fusion head of the family to train (default: the family's own)")
+    p = sub.add_parser(
+        "train", help="train a registered model family: the demo fusion model, a fusion head (--head NAME), "
+                      "or tcga_glioma on a labelled cohort",
+    )
+    p.add_argument("--model", default=None,
+                   help=f"registered model family (default: the one offering --head, else {DEFAULT_MODEL})")
+    p.add_argument("--head", default=None,
+                   help="fusion head to train: attention_mil (glioma_demo) or any head registered in "
+                        "fusion_models.fusion_heads (glioma_heads); default: the family's own")
     p.add_argument("--data", type=Path, default=None, help="labelled cohort (labels.csv + cases/); default: the in-memory demo cohort")
     p.add_argument("--out", type=Path, default=None, help="checkpoint path (default checkpoints/<model>.pt|.json)")
     p.add_argument("--n-cases", type=int, default=300)

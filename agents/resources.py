@@ -50,8 +50,16 @@ def knowledge(settings: Settings):
     return load_knowledge(settings.knowledge_source)
 
 
-def knowledge_index(settings: Settings) -> KnowledgeIndex:
-    return _index(settings.knowledge_source, settings.embedder, Path(settings.cache_dir))
+@lru_cache(maxsize=4096)
+def _knowledge_hits(source: str, embedder: str, cache_dir: Path, query: str, k: int) -> tuple[str, ...]:
+    return tuple(hit.pathway_id for hit in _index(source, embedder, cache_dir).search(query, k=k))
+
+
+def knowledge_hits(settings: Settings, query: str) -> list[str]:
+    """Pathway ids the index finds for `query`; remembered per process, since a query embedding costs ~0.5 s
+    on a CPU and cases (and re-runs of one case with another model) ask the same questions."""
+    return list(_knowledge_hits(settings.knowledge_source, settings.embedder, Path(settings.cache_dir), query,
+                                settings.knowledge_hits))
 
 
 @lru_cache(maxsize=4)

@@ -67,7 +67,8 @@ def demo_bench(n_cases: int, epochs: int) -> dict[str, Any]:
     from demo.training import iter_training_cases
     from fusion_models.inference import load_fusion_model, predict
     from fusion_models.neural_family import fusion_model_config
-    from fusion_models.train import HELDOUT_FRACTIONS, split_indices, train_fusion_model
+    from fusion_models.train import train_fusion_model
+    from fusion_models.training_common import HELDOUT_FRACTIONS, split_indices
     from knowledge.sources import load_knowledge
 
     encoder = create_encoder("hed_texture")

@@ -4,7 +4,8 @@ Demo cohort (imaging + pathology + genomics + age): per seed, a fresh in-memory 
 set (demo.training's generator, modality dropout included) split into fit / early-stopping /
 calibration parts, and one fixed held-out test set from another seed; the test set is also
 scored with each modality masked out for every case. Real TCGA glioma cohort (genomics + age
-only: imaging and pathology are absent, so no drop columns): nested CV, outer 5 patient-level
+only: imaging and pathology are absent, so no drop columns, and no row for a head that needs
+them: MCAT, SurvPath, longitudinal): nested CV, outer 5 patient-level
 folds stratified on subtype x grade, inside each outer training part an inner split for
 early stopping and temperature; repeated over seeds.
 
@@ -32,33 +33,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from demo.head_data import demo_head_data  # noqa: E402
 from evals.metrics import calibration_error, concordance_index, roc_auc  # noqa: E402
-from fusion_models.fusion_heads import HeadConfig, HeadInputs, HeadTask, Targets, collate, fusion_head_names  # noqa: E402
+from fusion_models.fusion_heads import (  # noqa: E402
+    HeadConfig, HeadInputs, Targets, collate, fusion_head_names, fusion_head_needs,
+)
 from fusion_models.fusion_heads.tcga import MODALITIES as TCGA_MODALITIES, tcga_head_data  # noqa: E402
 from fusion_models.fusion_heads.trainer import Ensemble, TrainSettings  # noqa: E402
+from fusion_models.neural_family import GLIOMA_TASKS as TASKS  # noqa: E402
 from fusion_models.tcga.cohort import load_cohort, stratified_folds  # noqa: E402
-from fusion_models.train import split_indices  # noqa: E402
+from fusion_models.training_common import split_indices  # noqa: E402
 from knowledge.sources import load_knowledge  # noqa: E402
 from schemas.common import MODALITIES  # noqa: E402
 
-TASKS = (
-    HeadTask(name="grade", kind="classification", n_classes=3),
-    HeadTask(name="molecular_subtype", kind="classification", n_classes=3),
-    HeadTask(name="risk", kind="survival"),
-)
 G4 = 2
-INNER = {"stopping": 0.15, "calibration": 0.15}
+INNER = {"stopping": 0.15, "calibration": 0.15}  # the bench measures on its own test set or outer fold
 TCGA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga_glioma"
 TEST_SEED = 1000
 
 
 def scores(probabilities: np.ndarray, risk: np.ndarray, y: Targets) -> dict[str, float]:
-    grade = y.classes["grade"].numpy()
+    grade = y.tasks["grade"][:, 0].long().numpy()
     known = grade >= 0
     p, g = probabilities[known], grade[known]
+    months, event = y.tasks["risk"].numpy().T
     return {
         "auc": roc_auc(g == G4, p[:, G4]),
         "accuracy": float((p.argmax(1) == g).mean()),
-        "c_index": concordance_index(y.time.numpy(), y.event.numpy().astype(bool), risk),
+        "c_index": concordance_index(months, event.astype(bool), risk),
         "ece": calibration_error(p.max(1), p.argmax(1) == g),
     }
 
@@ -78,17 +78,15 @@ def _fit(name: str, modalities, x: HeadInputs, y: Targets, parts, args, seed: in
     sel = {k: (x.select(v), y.select(v)) for k, v in parts.items()}
     config = HeadConfig(head=name, modalities=modalities, tasks=TASKS)
     settings = TrainSettings(epochs=args.epochs, patience=args.patience)
-    return Ensemble.train(
-        config, sel["training"], sel["stopping"], sel["calibration"], members=args.members, settings=settings, seed=seed
-    )
+    return Ensemble.train(config, sel, members=args.members, settings=settings, seed=seed)[0]
 
 
 def run_demo(args, kb, heads) -> dict[str, Row]:
-    test = demo_head_data(args.demo_test, seed=TEST_SEED, kb=kb)
+    test = demo_head_data(args.demo_test, seed=TEST_SEED, kb=kb, tasks=TASKS)
     tx, ty = collate(test.cases), test.targets
     rows = {h: Row() for h in heads}
     for seed in range(args.seeds):
-        data = demo_head_data(args.demo_train, seed=seed, kb=kb)
+        data = demo_head_data(args.demo_train, seed=seed, kb=kb, tasks=TASKS)
         x, y = collate(data.cases), data.targets
         parts = split_indices(len(y), INNER, seed)
         for name in heads:
@@ -96,34 +94,39 @@ def run_demo(args, kb, heads) -> dict[str, Row]:
             ensemble = _fit(name, MODALITIES, x, y, parts, args, seed)
             rows[name].seconds.append(time.perf_counter() - started)
             rows[name].params = sum(p.numel() for p in ensemble.members[0].parameters())
-            full = ensemble.predict(tx)
-            rows[name].add(scores(full.probabilities["grade"], full.risk["risk"], ty))
+            rows[name].add(_scores(ensemble, tx, ty))
             for modality in MODALITIES:
-                dropped = ensemble.predict(tx.without(modality))
-                rows[name].add({"auc": scores(dropped.probabilities["grade"], dropped.risk["risk"], ty)["auc"]},
-                               prefix=f"-{modality} ")
+                rows[name].add({"auc": _scores(ensemble, tx.without(modality), ty)["auc"]}, prefix=f"-{modality} ")
             print(f"  demo seed {seed} {name}: " + _brief(rows[name]), file=sys.stderr, flush=True)
     return rows
 
 
+def _scores(ensemble: Ensemble, x: HeadInputs, y: Targets) -> dict[str, float]:
+    return scores(ensemble.probabilities(x)["grade"], ensemble.outputs(x)["risk"].numpy(), y)
+
+
 def run_tcga(args, kb, heads) -> dict[str, Row]:
-    cases, y = tcga_head_data(TCGA_ROOT, kb)
+    cases, y = tcga_head_data(TCGA_ROOT, TASKS, kb)
     x = collate(cases)
     cohort = load_cohort(TCGA_ROOT)
-    rows = {h: Row() for h in heads}
+    fitting = [h for h in heads if fusion_head_needs(h) <= set(TCGA_MODALITIES)]
+    for name in sorted(set(heads) - set(fitting)):
+        lacks = sorted(fusion_head_needs(name) - set(TCGA_MODALITIES))
+        print(f"  tcga: {name} needs {', '.join(lacks)}, which the cohort lacks: no row", file=sys.stderr)
+    rows = {h: Row() for h in fitting}
     for seed in range(args.seeds):
         folds = stratified_folds(cohort, args.folds, seed)
-        for name in heads:
+        for name in fitting:
             probabilities, risk, c_per_fold = np.zeros((len(y), 3)), np.zeros(len(y)), []
             started = time.perf_counter()
             for train, test in folds:
                 inner = split_indices(len(train), INNER, seed)
                 parts = {k: train[v] for k, v in inner.items()}
                 ensemble = _fit(name, TCGA_MODALITIES, x, y, parts, args, seed)
-                predicted = ensemble.predict(x.select(test))
-                probabilities[test], risk[test] = predicted.probabilities["grade"], predicted.risk["risk"]
-                yt = y.select(test)
-                c_per_fold.append(concordance_index(yt.time.numpy(), yt.event.numpy().astype(bool), risk[test]))
+                xt = x.select(test)
+                probabilities[test], risk[test] = ensemble.probabilities(xt)["grade"], ensemble.outputs(xt)["risk"]
+                months, event = y.select(test).tasks["risk"].numpy().T
+                c_per_fold.append(concordance_index(months, event.astype(bool), risk[test]))
             rows[name].seconds.append((time.perf_counter() - started) / len(folds))
             rows[name].params = sum(p.numel() for p in ensemble.members[0].parameters())
             pooled = scores(probabilities, risk, y)

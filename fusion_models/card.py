@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from lifelines.utils import concordance_index
@@ -15,7 +16,20 @@ from fusion_models.calibration import expected_calibration_error, nll, reliabili
 from toolkit.atomic import atomic_write_text
 
 if TYPE_CHECKING:  # the head types (imported by the model) read this module's metrics
-    from fusion_models.model import FusionModelConfig
+    from fusion_models.task_heads import TaskSpec
+
+
+class ModelConfig(Protocol):
+    """What a card reads of any family's config."""
+
+    name: str
+    version: str
+    description: str
+    intended_use: str
+    licence: str
+
+    @property
+    def tasks(self) -> tuple[TaskSpec, ...]: ...
 
 CARD_FORMAT = "evidencechain.model_card/1"
 LIMITATIONS = (
@@ -76,19 +90,20 @@ def survival_metrics(risk: np.ndarray, time: np.ndarray, event: np.ndarray) -> d
 
 
 def model_card(
-    config: FusionModelConfig,
+    config: ModelConfig,
     *,
+    inputs: dict[str, Any],
     weights_sha256: str,
     metrics: dict[str, Any],
     training: dict[str, Any],
     knowledge: dict[str, Any],
+    limitations: Sequence[str] = LIMITATIONS,
 ) -> dict[str, Any]:
-    """The card as a JSON-ready dict; `training` describes the data and the splits.
+    """The card as a JSON-ready dict; `inputs` what the model reads; `training` describes the data and the splits.
 
     `metrics`: 'evaluation' (per task, evaluation split), 'calibration' (temperatures, conformal
     thresholds) and 'ood' (per modality: threshold, false-alarm rates).
     """
-    inputs = config.inputs.model_dump(mode="json", exclude_none=True)
     return {
         "format": CARD_FORMAT,
         "name": config.name,
@@ -105,7 +120,7 @@ def model_card(
         "knowledge": knowledge,
         "training_data": training,
         "metrics": metrics,
-        "limitations": list(LIMITATIONS),
+        "limitations": list(limitations),
         "weights_sha256": weights_sha256,
     }
 

@@ -60,7 +60,7 @@ def _decode(path: Path) -> tuple[dict[str, Any], bytes]:
     if raw.startswith(ZIP_MAGIC):
         from fusion_models.inference import read_torch_payload  # torch only for torch checkpoints
 
-        return read_torch_payload(path)[0], raw
+        return read_torch_payload(path, formats=None)[0], raw  # the family checks its own format
     try:
         payload = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
 
 from fusion_models.genomics.pathways import score_pathways
-from fusion_models.imaging.habitats import PHENOTYPE_LABELS, intensity_ratio
+from fusion_models.imaging.habitats import PHENOTYPE_LABELS, intensity_ratio, normal_appearing
 from fusion_models.inputs import CaseInputs, GenomicsInput, ImagingTimepoint
 from knowledge.sources import PROGRAMMES, KnowledgeBase
 from schemas.case import CaseManifest, PathologyFindings
@@ -205,7 +205,7 @@ def imaging_values(timepoints: Sequence[ImagingTimepoint]) -> dict[str, float]:
         values[f"{h}_fraction"] = float(stat.fraction_of_lesion) if stat else 0.0
     values["enhancing_present"] = float(values["enhancing_fraction"] > 0)
     values["necrotic_core_present"] = float(values["necrotic_core_fraction"] > 0)
-    normal = _normal_appearing(latest)
+    normal = normal_appearing(latest.mask, latest.sequences.values())
     ratios = {
         "t1c_ratio_enhancing_vs_normal": ("t1c", "enhancing"),
         "flair_ratio_oedema_vs_normal": ("flair", "oedema"),
@@ -221,12 +221,6 @@ def imaging_values(timepoints: Sequence[ImagingTimepoint]) -> dict[str, float]:
         if before.volume_ml > 0 and lesion.volume_ml > 0:
             values["lesion_growth_log_ratio"] = float(np.log(lesion.volume_ml / before.volume_ml))
     return values
-
-
-def _normal_appearing(timepoint: ImagingTimepoint) -> np.ndarray:
-    """Brain voxels outside the lesion (ImagingTimepoint.brain: skull-stripped sequences are 0 outside it)."""
-    brain = timepoint.brain
-    return (timepoint.mask == 0) & (brain if brain is not None else False)
 
 
 def findings_values(findings: PathologyFindings | None, names: Sequence[str]) -> dict[str, float]:

@@ -26,6 +26,12 @@ from schemas.errors import InputError
 from schemas.fusion import FusionOutput, ModalityOOD, PatchAttention, SlideAttention, TaskPrediction
 
 MANIFEST = "case.json"
+ATTENTION_MIL = "attention_mil"  # the fusion this family's network has built in
+ATTRIBUTION_METHODS = {
+    "modality_contributions": "modality attention weights of the fusion layer",
+    "patch_attention": "gated attention-MIL weights over the patch bag",
+    "habitat_attribution": "gradient x input on the imaging features of the first task, shares per habitat",
+}
 CHECKPOINT_FORMAT = "evidencechain.fusion_checkpoint/2"
 # Version 1 stored temperatures and risk calibration in two kind-specific tables and no family name.
 LEGACY_FORMAT = "evidencechain.fusion_checkpoint/1"
@@ -88,8 +94,10 @@ def checkpoint_bytes(model: FusionModel, calibration: Calibration, knowledge: di
     return buffer.getvalue()
 
 
-def read_torch_payload(path: Path) -> tuple[dict[str, Any], bytes]:
-    """The checkpoint's payload (tensors and plain types only) and its bytes."""
+def read_torch_payload(
+    path: Path, formats: tuple[str, ...] | None = (CHECKPOINT_FORMAT, LEGACY_FORMAT)
+) -> tuple[dict[str, Any], bytes]:
+    """The checkpoint's payload (tensors and plain types only) and its bytes; `formats`: those accepted (None: any)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(str(path), "checkpoint", "file not found; train one with `evchain train`")
@@ -98,8 +106,8 @@ def read_torch_payload(path: Path) -> tuple[dict[str, Any], bytes]:
         payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as error:
         raise InputError(str(path), "checkpoint", f"not a readable checkpoint: {error}") from error
-    if not isinstance(payload, dict) or payload.get("format") not in (CHECKPOINT_FORMAT, LEGACY_FORMAT):
-        raise InputError(str(path), "format", f"expected {CHECKPOINT_FORMAT}")
+    if not isinstance(payload, dict) or (formats is not None and payload.get("format") not in formats):
+        raise InputError(str(path), "format", f"expected {' or '.join(formats or ('a torch checkpoint',))}")
     return payload, raw
 
 
@@ -110,6 +118,8 @@ def _legacy_task_calibration(payload: dict[str, Any]) -> dict[str, dict[str, Any
 
 
 def fusion_model_from_payload(payload: dict[str, Any], raw: bytes, path: Path, family: str) -> LoadedFusionModel:
+    if payload.get("format") not in (CHECKPOINT_FORMAT, LEGACY_FORMAT):
+        raise InputError(str(path), "format", f"{family} reads {CHECKPOINT_FORMAT}, not {payload.get('format')!r}")
     config = FusionModelConfig.model_validate_json(payload["config"])
     model = FusionModel(config)
     model.load_state_dict(payload["state_dict"])
@@ -140,9 +150,10 @@ def load_fusion_model(path: Path) -> LoadedFusionModel:
     return fusion_model_from_payload(payload, raw, Path(path), payload.get("family", config_name))
 
 
-def _check_knowledge(loaded: LoadedFusionModel, kb: KnowledgeBase) -> None:
-    """Pathway scores are only comparable when the same gene set stands for each programme."""
-    for programme, pathway_id in loaded.pathway_ids.items():
+def check_knowledge(pathway_ids: dict[str, str], kb: KnowledgeBase) -> None:
+    """Pathway scores are only comparable when the same gene set stands for each programme (`pathway_ids`:
+    programme -> the pathway the model was trained with)."""
+    for programme, pathway_id in pathway_ids.items():
         pathway = kb.by_programme(programme)
         if (pathway.id if pathway else "") != pathway_id:
             raise InputError(
@@ -255,9 +266,8 @@ def _within_slide(attention: np.ndarray) -> np.ndarray:
     return attention / total if total > 0 else np.full(len(attention), 1.0 / max(len(attention), 1))
 
 
-def slide_attention(forward: FusionForward, bag: PatchBag) -> list[SlideAttention]:
-    """Every patch's attention, renormalised within its slide, in feature-matrix row order (for heatmaps)."""
-    attention = forward.patch_attention[0, : len(bag)].detach().numpy()
+def slide_attention(attention: np.ndarray, bag: PatchBag) -> list[SlideAttention]:
+    """Every patch's attention (N,), renormalised within its slide, in feature-matrix row order (for heatmaps)."""
     maps = []
     for s, slide in enumerate(bag.slides):
         rows = np.flatnonzero(bag.slide == s)
@@ -268,11 +278,9 @@ def slide_attention(forward: FusionForward, bag: PatchBag) -> list[SlideAttentio
 
 
 def most_attended_patches(
-    forward: FusionForward, bag: PatchBag, patterns: tuple[str, ...], k: int
+    attention: np.ndarray, pattern_probs: np.ndarray, bag: PatchBag, patterns: tuple[str, ...], k: int
 ) -> list[PatchAttention]:
-    """The k most attended patches of every slide, attention renormalised within the slide."""
-    attention = forward.patch_attention[0, : len(bag)].detach().numpy()
-    pattern_probs = torch.softmax(forward.pattern_logits[0, : len(bag)], dim=-1).detach().numpy()
+    """The k most attended patches of every slide, attention (N,) renormalised within the slide; pattern (N, P)."""
     result = []
     for s, slide in enumerate(bag.slides):
         rows = np.flatnonzero(bag.slide == s)
@@ -295,16 +303,17 @@ def most_attended_patches(
     return result
 
 
-def pattern_fractions(forward: FusionForward, n_patches: int, patterns: tuple[str, ...]) -> dict[str, float]:
-    if n_patches == 0:
+def pattern_fractions(pattern_probs: np.ndarray, patterns: tuple[str, ...]) -> dict[str, float]:
+    """Share of patches (rows of (N, P)) whose most likely pattern is each one."""
+    if len(pattern_probs) == 0:
         return {}
-    counts = np.bincount(forward.pattern_logits[0, :n_patches].argmax(-1).numpy(), minlength=len(patterns))
-    return {p: float(c / n_patches) for p, c in zip(patterns, counts)}
+    counts = np.bincount(pattern_probs.argmax(-1), minlength=len(patterns))
+    return {p: float(c / len(pattern_probs)) for p, c in zip(patterns, counts)}
 
 
 def predict(loaded: LoadedFusionModel, inputs: CaseInputs, kb: KnowledgeBase, *, top_patches: int = 8) -> FusionOutput:
     """Calibrated predictions and attributions for one case; `top_patches` per slide."""
-    _check_knowledge(loaded, kb)
+    check_knowledge(loaded.pathway_ids, kb)
     config = loaded.config
     tensors, ood = screen_ood(loaded, build_features(inputs, kb, config.inputs))
     present = tensors.present()
@@ -323,6 +332,9 @@ def predict(loaded: LoadedFusionModel, inputs: CaseInputs, kb: KnowledgeBase, *,
             names = list(config.inputs.imaging.features)
             attribution = habitat_attribution(forward, config.tasks[0], names, tensors.values["imaging"])
     weights = forward.modality_weights[0].detach()
+    n = len(tensors.bag)
+    attention = forward.patch_attention[0, :n].detach().numpy()
+    pattern_probs = torch.softmax(forward.pattern_logits[0, :n], dim=-1).detach().numpy()
     return FusionOutput(
         model_name=config.name,
         model_version=config.version,
@@ -330,9 +342,11 @@ def predict(loaded: LoadedFusionModel, inputs: CaseInputs, kb: KnowledgeBase, *,
         predictions=[task_prediction(t, forward.outputs[t.name][0], loaded.calibration) for t in config.tasks],
         modalities_used=used,
         modality_contributions={m: float(weights[i]) for i, m in enumerate(loaded.model.modalities) if m in used},
-        patch_attention=most_attended_patches(forward, tensors.bag, config.patterns, top_patches),
-        slide_attention=slide_attention(forward, tensors.bag),
+        patch_attention=most_attended_patches(attention, pattern_probs, tensors.bag, config.patterns, top_patches),
+        slide_attention=slide_attention(attention, tensors.bag),
         habitat_attribution=attribution,
-        pattern_fractions=pattern_fractions(forward, len(tensors.bag), config.patterns),
+        pattern_fractions=pattern_fractions(pattern_probs, config.patterns),
+        fusion_head=ATTENTION_MIL,
+        attribution_methods=ATTRIBUTION_METHODS,
         ood=ood,
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 from fusion_models.features import ClinicalSpec, GenomicsSpec, ImagingSpec, InputSpec, PathologySpec
 from fusion_models.gates import InputNeeds, PatchStats
-from fusion_models.inference import LoadedFusionModel, fusion_model_from_payload, predict
+from fusion_models.inference import ATTENTION_MIL, LoadedFusionModel, fusion_model_from_payload, predict
 from fusion_models.inputs import CaseInputs
 from fusion_models.model import FusionModel, FusionModelConfig, TaskSpec
 from fusion_models.registry import ModelFamily, TrainingData, list_model_families, model_family, register_model_family
@@ -18,7 +18,7 @@ from schemas.errors import InputError
 from schemas.fusion import FusionOutput
 
 # The fusion this family's network has built in: gated attention-MIL over patches, attention over modalities.
-BUILT_IN_HEAD = "attention_mil"
+BUILT_IN_HEAD = ATTENTION_MIL
 
 
 class AttentionMILFamily(ModelFamily):

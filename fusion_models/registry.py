@@ -4,7 +4,9 @@ A family is one kind of trained model behind the workflow's single prediction in
 (`FusionOutput`): it declares its config and how it is trained (which writes its checkpoint),
 loaded and run, and which modalities it reads. The attention-MIL fusion model
 (fusion_models/neural_family.py: `glioma_demo`) and the penalised linear TCGA model
-(fusion_models/tcga/family.py: `tcga_glioma`, `tcga_glioma_no_expression`) are two families.
+(fusion_models/tcga/family.py: `tcga_glioma`, `tcga_glioma_no_expression`) and the literature's
+fusion heads (fusion_models/head_family.py: `glioma_heads`, one family whose `--head` picks the
+registered head) are the families.
 A checkpoint carries its family's name and config; fusion_models/checkpoints.py reads them
 to pick the loader, never the file suffix. Like timm's `@register_model`, a new variant is a
 registered function of a few lines, never a change to a model class.
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 CHECKPOINT_DIR = Path("checkpoints")
 # Modules whose import registers the built-in families; loaded on the first lookup, so that
 # `import fusion_models.registry` stays light (no torch) for callers that only name a model.
-BUILTIN_FAMILIES = ("fusion_models.neural_family", "fusion_models.tcga.family")
+BUILTIN_FAMILIES = ("fusion_models.neural_family", "fusion_models.tcga.family", "fusion_models.head_family")
 
 
 class TrainResultLike(Protocol):

@@ -11,8 +11,7 @@ import copy
 import hashlib
 import math
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,33 +22,24 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from fusion_models.card import model_card, reliability_record, write_card
-from fusion_models.conformal import ConformalSets, coverage_and_size
+from fusion_models.card import model_card, write_card
 from fusion_models.features import CaseTensors, build_features, collate
 from fusion_models.inference import Calibration, checkpoint_bytes, ood_rows
 from fusion_models.inputs import CaseInputs
 from fusion_models.model import FusionModel, FusionModelConfig, TaskSpec
 from fusion_models.ood import MahalanobisDetector
 from fusion_models.task_heads import task_head
-from fusion_models.task_heads.classification import TEMPERATURE_BOUNDS
+from fusion_models.task_heads.fitting import calibrate_tasks, calibration_record
+from fusion_models.training_common import HELDOUT_FRACTIONS, SPLIT_ROLES, drop_modalities, single_thread, split_indices
 from knowledge.sources import KnowledgeBase
 from schemas.errors import InputError
 from toolkit.atomic import atomic_write_bytes
 
 MIN_CASES = 10
-# Held-out shares of the cases; the rest trains. Each split has one job (module note).
-HELDOUT_FRACTIONS: dict[str, float] = {"stopping": 0.15, "calibration": 0.2, "evaluation": 0.15}
-SET_COVERAGE = 0.9
 # Per modality; a case with three scored modalities is flagged somewhere for at most ~15% of clean cases.
 OOD_FALSE_ALARM_RATE = 0.05
 MAX_OOD_ROWS = 20_000
 MIN_KNOWN_SHARE = 0.5
-SPLIT_ROLES = {
-    "training": "network weights; standardisation, risk baseline hazard and tertiles, OOD mean and covariance",
-    "stopping": "early-stopping epoch only",
-    "calibration": "temperatures, conformal thresholds, OOD thresholds",
-    "evaluation": "the card's metrics only",
-}
 
 
 class CaseLabels(Protocol):
@@ -110,36 +100,6 @@ def _pattern_targets(tensors: CaseTensors, labels: CaseLabels, config: FusionMod
     return torch.from_numpy(codes)
 
 
-@contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread, then restore the caller's setting.
-
-    The model is tiny: on 2 shared cores a second thread only adds synchronisation
-    (10x slower under load), and one thread makes the float reductions reproducible.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def split_indices(n: int, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
-    """Seeded disjoint split: each named held-out part gets round(n * fraction) cases (at least 1), 'training' the rest."""
-    if any(not 0 < f < 1 for f in fractions.values()) or sum(fractions.values()) >= 1:
-        raise ValueError(f"held-out fractions must lie in (0, 1) and leave cases to train on, got {fractions}")
-    sizes = {name: max(1, round(n * f)) for name, f in fractions.items()}
-    if sum(sizes.values()) >= n:
-        raise ValueError(f"{n} cases cannot fill held-out splits of {sizes} and still train")
-    order = np.random.default_rng(seed).permutation(n)
-    splits, start = {}, 0
-    for name, size in sizes.items():
-        splits[name] = np.sort(order[start : start + size])
-        start += size
-    return {"training": np.sort(order[start:]), **splits}
-
-
 def normalisation_stats(examples: Sequence[Example]) -> dict[str, tuple[Tensor, Tensor]]:
     """Mean and std per feature over the training cases where it was measured, and over all patches."""
     stats = {}
@@ -154,15 +114,6 @@ def normalisation_stats(examples: Sequence[Example]) -> dict[str, tuple[Tensor, 
     if len(patches):
         stats["patches"] = (patches.mean(0), patches.std(0, correction=0))
     return stats
-
-
-def drop_modalities(present: dict[str, Tensor], p: float, generator: torch.Generator) -> dict[str, Tensor]:
-    """Hide each present modality with chance p, never all of a case's modalities at once."""
-    names = list(present)
-    stacked = torch.stack([present[m] for m in names], dim=1)
-    dropped = stacked & (torch.rand(stacked.shape, generator=generator) >= p)
-    kept = torch.where(dropped.any(dim=1, keepdim=True), dropped, stacked)
-    return {m: kept[:, i] for i, m in enumerate(names)}
 
 
 def targets_of(examples: Sequence[Example], task: TaskSpec) -> Tensor:
@@ -301,51 +252,15 @@ def calibrate(
     size = config.training.batch_size
     out = {name: evaluate(model, part, size) for name, part in splits.items() if name != "stopping"}
     data = {name: {t.name: _head_data(t, o, splits[name]) for t in config.tasks} for name, o in out.items()}
-    calibration = Calibration(tasks={})
-    records: dict[str, dict[str, Any]] = {}
-    for task in config.tasks:
-        head = task_head(task.kind)
-        calibration.tasks[task.name], records[task.name] = head.fit_calibration(
-            task, data["training"][task.name], data["calibration"][task.name]
-        )
-        outputs, labels = head.labelled(task, *data["calibration"][task.name])
-        if len(labels):
-            probs = head.probabilities(task, outputs, calibration.of(task))
-            calibration.conformal[task.name] = ConformalSets.fit(probs, labels, SET_COVERAGE)
+    tasks, conformal, records, metrics = calibrate_tasks(config.tasks, data)
+    calibration = Calibration(tasks, conformal)
     calibration.ood, ood_report = _ood_detectors(model, splits, OOD_FALSE_ALARM_RATE, seed)
-    metrics: dict[str, Any] = {}
-    for task in config.tasks:
-        head = task_head(task.kind)
-        task_metrics = head.metrics(task, *data["evaluation"][task.name], calibration.of(task))
-        outputs, labels = head.labelled(task, *data["evaluation"][task.name])
-        if len(labels):  # on the card: the curve a report's figure places each conclusion on
-            task_metrics["reliability"] = reliability_record(head.probabilities(task, outputs, calibration.of(task)), labels)
-        if len(labels) and task.name in calibration.conformal:
-            sets = calibration.conformal[task.name]
-            probs = head.probabilities(task, outputs, calibration.of(task))
-            task_metrics["set_coverage_target"] = sets.coverage
-            task_metrics.update({f"set_{k}": v for k, v in coverage_and_size(sets.members(probs), labels).items()})
-        if task_metrics:
-            metrics[task.name] = task_metrics
     evaluation = out["evaluation"]
     if evaluation.n_patches:
         accuracy = evaluation.pattern_correct / evaluation.n_patches
         metrics["patch_pattern"] = {"n_patches": evaluation.n_patches, "accuracy": accuracy}
-    record = calibration_record(calibration, records)
+    record = calibration_record(calibration.conformal, records)
     return calibration, {"evaluation": metrics, "ood": ood_report, "calibration": record}
-
-
-def calibration_record(calibration: Calibration, records: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The fitted calibration for the model card: each task's record, temperatures gathered for a glance."""
-    return {
-        "tasks": records,
-        "temperatures": {task: r["temperature"] for task, r in records.items() if "temperature" in r},
-        "temperature_bounds": list(TEMPERATURE_BOUNDS),
-        "temperatures_unbounded": {
-            task: r["temperature_unbounded"] for task, r in records.items() if "temperature_unbounded" in r
-        },
-        "conformal": {task: c.to_dict() for task, c in calibration.conformal.items()},
-    }
 
 
 def _modality_rates(examples: Sequence[Example]) -> dict[str, float]:
@@ -353,9 +268,8 @@ def _modality_rates(examples: Sequence[Example]) -> dict[str, float]:
     return {m: float(np.mean([p[m] for p in presents])) for m in presents[0]}
 
 
-def knowledge_record(kb: KnowledgeBase, config: FusionModelConfig) -> dict[str, Any]:
+def knowledge_record(kb: KnowledgeBase, programmes: Sequence[str]) -> dict[str, Any]:
     """Which knowledge base and which pathway per programme the genomics features were scored with."""
-    programmes = config.inputs.genomics.programmes if config.inputs.genomics else ()
     pathway_ids = {p: (pw.id if (pw := kb.by_programme(p)) else "") for p in programmes}
     return {"name": kb.name, "version": kb.version, "sha256": kb.sha256, "pathway_ids": pathway_ids}
 
@@ -409,7 +323,7 @@ def train_fusion_model(
             model, splits["training"], splits["stopping"], epochs=epochs, seed=seed, progress=progress
         )
         calibration, report = calibrate(config, model, splits, seed=seed)
-    knowledge = knowledge_record(kb, config)
+    knowledge = knowledge_record(kb, config.inputs.genomics.programmes if config.inputs.genomics else ())
     payload = checkpoint_bytes(model, calibration, knowledge, family=config.name)
     atomic_write_bytes(out, payload)
     sizes = {name: len(part) for name, part in splits.items()}
@@ -424,7 +338,10 @@ def train_fusion_model(
         "modality_rates": {name: _modality_rates(part) for name, part in splits.items()},
     }
     sha256 = hashlib.sha256(payload).hexdigest()
-    card = model_card(config, weights_sha256=sha256, metrics=report, training=training, knowledge=knowledge)
+    inputs = config.inputs.model_dump(mode="json", exclude_none=True)
+    card = model_card(
+        config, inputs=inputs, weights_sha256=sha256, metrics=report, training=training, knowledge=knowledge
+    )
     return TrainResult(
         out, write_card(out, card), report["evaluation"], sizes, epochs_run, best_epoch, time.perf_counter() - started
     )

@@ -67,6 +67,18 @@ class SlideAttention(ContractModel):
     )
 
 
+class PathwayPatchAttention(ContractModel):
+    """The patch one pathway's genomic token attended to most (co-attention / pathway-to-patch heads)."""
+
+    pathway: str = Field(description="Pathway programme whose token attended, e.g. 'hypoxia'.")
+    slide_id: str = Field(description="Slide (or feature file) id.")
+    patch_index: int = Field(ge=0, description="Row in the slide's feature matrix.")
+    coord_level0: tuple[int, int] = Field(description="Top-left corner of the patch, level-0 pixels.")
+    patch_size_level0: int = Field(gt=0, description="Patch side length in level-0 pixels.")
+    attention: float = Field(ge=0, le=1, description="The pathway token's attention on this patch (over all patches).")
+    slide_patches: int = Field(ge=1, description="Patches the pathway attended over, so it reads against uniform 1/N.")
+
+
 class ModalityOOD(ContractModel):
     """How far one modality's input sits from what the model was trained on (or what a gate found implausible)."""
 
@@ -107,6 +119,25 @@ class FusionOutput(ContractModel):
     )
     ood: list[ModalityOOD] = Field(
         default_factory=list, description="Out-of-distribution scores per modality (model detector and input gates)."
+    )
+    fusion_head: str | None = Field(
+        default=None, description="Registered fusion head that fused the modalities, e.g. 'attention_mil', 'mcat'."
+    )
+    ensemble_members: int | None = Field(
+        default=None, ge=1, description="Deep-ensemble size whose averaged, then calibrated, outputs these are."
+    )
+    pathway_patch_attention: list[PathwayPatchAttention] = Field(
+        default_factory=list, description="Per measured pathway, the patch its genomic token attended to most."
+    )
+    node_attention: dict[str, float] = Field(
+        default_factory=dict, description="Graph read-out attention per node (modalities and habitats); sums to 1."
+    )
+    timepoint_attention: dict[str, float] = Field(
+        default_factory=dict, description="Attention of the latest scan over the imaging time points; sums to 1."
+    )
+    attribution_methods: dict[str, str] = Field(
+        default_factory=dict,
+        description="How each interpretability field was obtained (e.g. modality attention vs occlusion).",
     )
 
     def prediction(self, task: str) -> TaskPrediction | None:

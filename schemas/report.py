@@ -38,6 +38,10 @@ class ModelInfo(ContractModel):
     name: str = Field(description="Model or component name (registered name where there is a registry).")
     version: str = Field(description="Version string.")
     weights_sha256: str | None = Field(default=None, description="SHA-256 of the weights file, if any.")
+    details: dict[str, str] = Field(
+        default_factory=dict,
+        description="How the model produced what the report reads: fusion head, ensemble size, attribution methods.",
+    )
 
 
 class LLMCall(ContractModel):
@@ -228,7 +232,10 @@ class SpatialEvidence(ContractModel):
         "product: progression range; <= -65% volume ~ -50% product: response range). An approximation, not a "
         "RANO assessment: RANO also needs clinical status, steroid dose and new lesions.",
     )
-    attribution: float | None = Field(default=None, ge=0, le=1, description="Share of imaging-branch attribution.")
+    attribution: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Share of imaging-branch attribution (longitudinal: the model's attention to the scan it ends at).",
+    )
     habitat_method: HabitatMethod | None = Field(
         default=None,
         description="Habitats: how the unit was delineated, 'brats_labels' (the label map) or 'kmeans_intensity' "
@@ -259,6 +266,10 @@ class HistologyEvidence(ContractModel):
         description="Model attention, a pathologist's structured read, or a slide-level pattern summary."
     )
     linked_spatial_unit: str | None = Field(default=None, description="unit_id of the imaging unit it was sampled from.")
+    attended_by_pathways: list[str] = Field(
+        default_factory=list,
+        description="Pathways whose genomic token attended to this patch most (co-attention fusion heads).",
+    )
     source: SourceRef = Field(description="Slide/feature file and patch, or findings.json field.")
 
 

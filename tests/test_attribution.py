@@ -19,33 +19,27 @@ import pytest
 import torch
 
 from fusion_models.features import HABITATS
-from fusion_models.fusion_heads import HeadConfig, HeadTask, collate, fusion_head_names
-from fusion_models.fusion_heads.attribution import habitat_occlusion
+from fusion_models.fusion_heads import HeadConfig, collate, fusion_head_names
+from fusion_models.fusion_heads.attribution import habitat_occlusion, log_odds
 from fusion_models.fusion_heads.trainer import TrainSettings, train_head
+from fusion_models.neural_family import GLIOMA_TASKS
 from schemas.common import TISSUE_PATTERNS
 
-TASKS = (
-    HeadTask(name="grade", kind="classification", n_classes=3),
-    HeadTask(name="risk", kind="survival"),
-)
+TASKS = tuple(t for t in GLIOMA_TASKS if t.name in ("grade", "risk"))
 G4 = 2
 DRIVING_HABITATS = [HABITATS.index("enhancing"), HABITATS.index("necrotic_core")]
 DRIVING_PATTERNS = [TISSUE_PATTERNS.index("necrosis"), TISSUE_PATTERNS.index("microvascular_proliferation")]
 TOP_PATCHES = 5
 HABITAT_HIT_RATE = 0.9
 PATCH_LIFT = 1.8
-# Measured misses (2026-12-01), kept visible rather than hidden behind a lower bar: Pathomic's
-# gated Kronecker product credits the driving habitat below chance (0.61 vs 0.67), the graph
-# head just under the bar (0.89).
-HABITAT_MISSES = {"pathomic": "0.61 vs chance 0.67", "graph": "0.89 vs the 0.9 bar"}
 
 
 @pytest.fixture(scope="module")
 def cohorts(kb):
     from demo.head_data import demo_head_data
 
-    train = demo_head_data(200, seed=11, kb=kb, bank_tiles_per_pattern=32)
-    test = demo_head_data(100, seed=12, kb=kb, bank_tiles_per_pattern=32)
+    train = demo_head_data(200, seed=11, kb=kb, tasks=TASKS, bank_tiles_per_pattern=32)
+    test = demo_head_data(100, seed=12, kb=kb, tasks=TASKS, bank_tiles_per_pattern=32)
     return train, test
 
 
@@ -67,21 +61,14 @@ def trained(cohorts):
     return get
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason=f"measured miss: {HABITAT_MISSES[n]}", strict=False))
-        if n in HABITAT_MISSES else n
-        for n in fusion_head_names()
-    ],
-)
+@pytest.mark.parametrize("name", fusion_head_names())
 def test_top_habitat_is_the_enhancing_rim_or_necrotic_core(name, cohorts, trained):
     _, test = cohorts
     x = collate(test.cases)
     driving = x.region_mask[:, -1, DRIVING_HABITATS].any(1)
     cases = [i for i, g in enumerate(test.grades) if g == "G4" and bool(driving[i])]
     assert len(cases) >= 10
-    drops = habitat_occlusion(trained(name), x.select(cases), "grade", G4)
+    drops = habitat_occlusion(trained(name), x.select(cases), lambda out: log_odds(out["grade"], G4))
     present = x.region_mask[cases, -1]
     top = torch.where(present, drops, torch.tensor(-torch.inf)).argmax(1)
     hit_rate = float(np.isin(top.numpy(), DRIVING_HABITATS).mean())
@@ -100,7 +87,7 @@ def test_top_attention_patches_are_necrosis_or_vascular_proliferation(name, coho
         attention = head.eval()(x).interpretation.patch_attention
     precision, chance = [], []
     for i, grade in enumerate(test.grades):
-        codes = test.patch_patterns[i]
+        codes = test.targets.patterns[i][x.patch_mask[i]].numpy()
         if grade != "G4" or len(codes) < 2 * TOP_PATCHES:
             continue
         top = torch.topk(attention[i, : len(codes)], TOP_PATCHES).indices.numpy()

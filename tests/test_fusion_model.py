@@ -28,7 +28,8 @@ from fusion_models.inference import habitat_attribution, load_fusion_model, pred
 from fusion_models.inputs import CaseInputs
 from fusion_models.model import FusionForward, FusionModel, FusionModelConfig, TaskSpec
 from fusion_models.neural_family import create_fusion_model, fusion_model_config, list_fusion_models
-from fusion_models.train import drop_modalities, split_indices, train_fusion_model
+from fusion_models.train import train_fusion_model
+from fusion_models.training_common import drop_modalities, split_indices
 from schemas.case import CaseManifest
 from schemas.errors import InputError
 from schemas.fusion import FusionOutput

@@ -72,6 +72,9 @@ def histology_evidence(
                      linked_spatial_unit=linked, source=SourceRef(file=FINDINGS_FILE, locator="sampled_region"))
             )
     if fusion is not None:
+        pathways_at: dict[tuple[str, int], list[str]] = {}
+        for link in fusion.pathway_patch_attention:
+            pathways_at.setdefault((link.slide_id, link.patch_index), []).append(link.pathway)
         for patch, ratio in citable_patches(fusion.patch_attention):
             x, y = patch.coord_level0
             size = patch.patch_size_level0
@@ -80,6 +83,7 @@ def histology_evidence(
                      attention_vs_uniform=round(ratio, 1), slide_patches=patch.slide_patches,
                      pattern=patch.pattern, value=round(patch.pattern_probability, 3), origin="patch_attention",
                      linked_spatial_unit=linked,
+                     attended_by_pathways=pathways_at.get((patch.slide_id, patch.patch_index), []),
                      source=SourceRef(file=slide_files.get(patch.slide_id, patch.slide_id),
                                       locator=f"features[{patch.patch_index}]"))
             )

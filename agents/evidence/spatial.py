@@ -106,8 +106,13 @@ def _evidence(stat: HabitatStat, tp: ImagingTimepoint, level: str, attribution: 
     )
 
 
-def spatial_evidence(timepoints: list[ImagingTimepoint], habitat_attribution: dict[str, float]) -> list[SpatialEvidence]:
-    """Evidence items for every time point with a lesion mask; model attribution only on the latest one."""
+def spatial_evidence(
+    timepoints: list[ImagingTimepoint],
+    habitat_attribution: dict[str, float],
+    timepoint_attention: dict[str, float] | None = None,
+) -> list[SpatialEvidence]:
+    """Evidence items for every time point with a mask; model attribution on the latest one's units, and on
+    each longitudinal change the model's attention to the scan it ends at (where a head attends over scans)."""
     with_mask = [tp for tp in timepoints if tp.lesion is not None]
     items: list[dict] = []
     lesion_by_tp: dict[str, tuple[HabitatStat, ImagingTimepoint]] = {}
@@ -127,7 +132,9 @@ def spatial_evidence(timepoints: list[ImagingTimepoint], habitat_attribution: di
             items.append(_evidence(ring, tp, "margin_ring", None if attribution is None else round(attribution, 3)))
     names = [tp.name for tp in with_mask if tp.name in lesion_by_tp]
     for before, after in zip(names, names[1:]):
-        items.append(longitudinal(*lesion_by_tp[before], *lesion_by_tp[after]))
+        change = longitudinal(*lesion_by_tp[before], *lesion_by_tp[after])
+        attention = (timepoint_attention or {}).get(after)
+        items.append({**change, "attribution": None if attention is None else round(attention, 3)})
     return [SpatialEvidence(id=f"S{i}", **item) for i, item in enumerate(items, start=1)]
 
 

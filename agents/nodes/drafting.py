@@ -19,7 +19,22 @@ from agents.llm.request import draft_request
 from agents.llm.sections import draft_sections
 from agents.provenance import build_provenance
 from agents.state import CaseState
+from schemas.fusion import FusionOutput
 from schemas.report import ModelInfo
+
+
+def fusion_details(fusion: FusionOutput) -> dict[str, str]:
+    """Which fusion head, how many ensemble members, and where each interpretability field came from."""
+    details = {f"attribution.{field}": method for field, method in fusion.attribution_methods.items()}
+    if fusion.fusion_head:
+        details["fusion_head"] = fusion.fusion_head
+    if fusion.ensemble_members:
+        details["ensemble"] = (
+            f"{fusion.ensemble_members} members, outputs averaged per task, then calibrated on held-out cases"
+        )
+    if fusion.node_attention:
+        details["node_attention"] = ", ".join(f"{k} {v:.2f}" for k, v in fusion.node_attention.items())
+    return details
 
 
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
@@ -28,7 +43,8 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     kb = resources.knowledge(settings)
     encoder = resources.encoder(settings).info()
     models = [
-        ModelInfo(name=fusion.model_name, version=fusion.model_version, weights_sha256=fusion.weights_sha256),
+        ModelInfo(name=fusion.model_name, version=fusion.model_version, weights_sha256=fusion.weights_sha256,
+                  details=fusion_details(fusion)),
         ModelInfo(name=f"encoder:{encoder['name']}", version=str(encoder.get("version", "1")),
                   weights_sha256=encoder.get("weights_sha256")),
         ModelInfo(name=f"knowledge:{kb.name}", version=kb.version, weights_sha256=kb.sha256),

@@ -20,9 +20,8 @@ def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     kb = resources.knowledge(settings)
     pathways = [p for p in (kb.by_programme(key) for key in PROGRAMMES) if p is not None]
     scores = score_pathways(genomics.expression, pathways) if genomics.expression is not None else []
-    index = resources.knowledge_index(settings)
 
     def retrieve(query: str) -> list[str]:
-        return [hit.pathway_id for hit in index.search(query, k=settings.knowledge_hits)]
+        return resources.knowledge_hits(settings, query)
 
     return {"mechanism_evidence": mechanism_evidence(genomics, scores, retrieve)}

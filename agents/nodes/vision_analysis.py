@@ -1,5 +1,9 @@
 """vision_analysis: imaging habitats -> spatial evidence (+ the imaging features file, when asked for);
-slide attention + findings -> histology evidence."""
+slide attention + findings -> histology evidence.
+
+It reads only FusionOutput's common fields (habitat attribution, time-point attention, patch and
+pathway-to-patch attention), whichever model family or fusion head filled them.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from agents.state import CaseState
 
 def node(state: CaseState, runtime: Runtime[Settings]) -> dict:
     inputs, fusion = resources.case_inputs(state, runtime.context), state["fusion"]
-    spatial = spatial_evidence(inputs.imaging, fusion.habitat_attribution)
+    spatial = spatial_evidence(inputs.imaging, fusion.habitat_attribution, fusion.timepoint_attention)
     slide_files = {slide.slide_id: slide.file for slide in inputs.slides}
     histology = histology_evidence(inputs.findings, fusion, slide_files, spatial)
     update = {"histology_evidence": histology}

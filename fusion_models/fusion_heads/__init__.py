@@ -20,13 +20,13 @@ from fusion_models.fusion_heads.base import (
     FusionHead,
     HeadConfig,
     HeadOutput,
-    HeadTask,
     Interpretation,
     create_fusion_head,
     fusion_head_names,
+    fusion_head_needs,
     register_fusion_head,
 )
-from fusion_models.fusion_heads.inputs import HeadCase, HeadInputs, Targets, collate, head_case, targets
+from fusion_models.fusion_heads.inputs import HeadCase, HeadInputs, Targets, collate, head_case, labelled_examples
 
 __all__ = [
     "FusionHead",
@@ -34,13 +34,13 @@ __all__ = [
     "HeadConfig",
     "HeadInputs",
     "HeadOutput",
-    "HeadTask",
     "Interpretation",
     "Targets",
     "collate",
     "create_fusion_head",
     "fusion_head_names",
+    "fusion_head_needs",
     "head_case",
+    "labelled_examples",
     "register_fusion_head",
-    "targets",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -19,26 +19,23 @@ from torch import Tensor, nn
 from fusion_models.features import HABITATS
 from fusion_models.fusion_heads.inputs import DRIVERS, PATHWAYS, REGION_FEATURES, HeadInputs
 from fusion_models.heads import GatedAttentionMIL, masked_softmax, mlp
-from schemas.common import MODALITIES, Modality
+from fusion_models.task_heads import TaskSpec, task_head
+from schemas.common import MODALITIES, TISSUE_PATTERNS, Modality
 from toolkit.registry import Registry
 
 
-class HeadTask(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    kind: Literal["classification", "survival"]
-    n_classes: int = Field(default=1, ge=1)
-
-
 class HeadConfig(BaseModel):
-    """Everything that builds a head except its weights; saved beside them."""
+    """Everything that builds a head except its weights; saved beside them.
+
+    Tasks are the task_heads specs every model family uses: their head type builds the output
+    layer and owns the loss, calibration and prediction mapping.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     head: str
     modalities: tuple[Modality, ...] = MODALITIES
-    tasks: tuple[HeadTask, ...]
+    tasks: tuple[TaskSpec, ...]
     patch_dim: int = 32
     dim: int = Field(default=32, gt=0)
     dropout: float = Field(default=0.1, ge=0, lt=1)
@@ -50,6 +47,9 @@ class HeadConfig(BaseModel):
             raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
         if not self.tasks:
             raise ValueError("a head needs at least one task")
+        missing = fusion_head_needs(self.head) - set(self.modalities)
+        if missing:
+            raise ValueError(f"fusion head {self.head!r} needs {sorted(missing)}; its modalities are {self.modalities}")
         return self
 
 
@@ -57,8 +57,8 @@ class HeadConfig(BaseModel):
 class Interpretation:
     """The common interpretability record; None where a head has no such output.
 
-    Names travel with the tensors so the vision-analysis and drafting agents can read a
-    case's entries without knowing the head (`for_case`).
+    The glioma_heads family (fusion_models/head_family.py) averages it over the ensemble and maps
+    it, with names, onto FusionOutput, which the vision-analysis and drafting agents read.
     """
 
     modalities: tuple[str, ...]
@@ -69,30 +69,12 @@ class Interpretation:
     node_attention: Tensor | None = None  # (B, K) graph read-out over node_names
     node_names: tuple[str, ...] | None = None
     timepoint_attention: Tensor | None = None  # (B, T), right-aligned like the input
-
-    def for_case(self, i: int) -> dict[str, Any]:
-        """Plain named values for case i (patch-level arrays as lists in bag order)."""
-        def row(t: Tensor | None) -> list | None:
-            return None if t is None else t[i].detach().tolist()
-
-        def named(t: Tensor | None, names: tuple[str, ...]) -> dict[str, float] | None:
-            return None if t is None else dict(zip(names, t[i].detach().tolist(), strict=True))
-
-        return {
-            "modality_weights": named(self.modality_weights, self.modalities),
-            "region_attention": named(self.region_attention, HABITATS),
-            "patch_attention": row(self.patch_attention),
-            "pathway_patch_attention": None if self.pathway_patch_attention is None else dict(
-                zip(PATHWAYS, self.pathway_patch_attention[i].detach().tolist(), strict=True)
-            ),
-            "node_attention": named(self.node_attention, self.node_names or ()),
-            "timepoint_attention": row(self.timepoint_attention),
-        }
+    pattern_logits: Tensor | None = None  # (B, N, len(TISSUE_PATTERNS)) tissue pattern per patch
 
 
 @dataclass
 class HeadOutput:
-    outputs: dict[str, Tensor]  # classification: logits (B, K); survival: risk (B,), higher = worse
+    outputs: dict[str, Tensor]  # task -> the raw output of its head type (logits, cumulative logits, Cox risk)
     interpretation: Interpretation
     aux_loss: Tensor | None = None  # a head's own regulariser (e.g. orthogonality), already averaged
 
@@ -145,6 +127,7 @@ class Encoded:
     patch_tokens: Tensor  # (B, N, d)
     patch_mask: Tensor  # (B, N)
     patch_attention: Tensor  # (B, N)
+    pattern_logits: Tensor | None  # (B, N, len(TISSUE_PATTERNS)); None without a pathology branch
     genomic_tokens: Tensor  # (B, P + E, d), pathways first
     genomic_mask: Tensor  # (B, P + E)
 
@@ -184,6 +167,8 @@ class Encoders(nn.Module):
         if "pathology" in self.modalities:
             self.patch_encoder = nn.Sequential(nn.Linear(config.patch_dim, d), nn.GELU(), nn.Dropout(p))
             self.mil = GatedAttentionMIL(d, d // 2)
+            # The tissue pattern of each patch, as the attention-MIL model has: what a cited patch shows.
+            self.patterns = nn.Linear(d, len(TISSUE_PATTERNS))
         if "genomics" in self.modalities:
             self.pathway_tokens = ScalarTokens(len(PATHWAYS), d)
             self.driver_tokens = ScalarTokens(len(DRIVERS), d)
@@ -215,11 +200,12 @@ class Encoders(nn.Module):
             pooled, scan_attention = self.region_pool(scan_region_tokens.flatten(0, 1), region_mask.flatten(0, 1))
             scan_tokens, scan_attention = pooled.view(b, t, dim), scan_attention.view(b, t, r)
             tokens["imaging"] = self.summaries["imaging"](scan_tokens[:, -1])
-        patch_tokens, patch_attention = zeros(b, n, dim), zeros(b, n)
+        patch_tokens, patch_attention, pattern_logits = zeros(b, n, dim), zeros(b, n), None
         if "pathology" in self.modalities:
             patches = self.standardisers["patches"](x.patches) * patch_mask.unsqueeze(-1)
             patch_tokens = self.patch_encoder(patches) * patch_mask.unsqueeze(-1)
             bag, patch_attention = self.mil(patch_tokens, patch_mask)
+            pattern_logits = self.patterns(patch_tokens)
             tokens["pathology"] = self.summaries["pathology"](bag)
         genomic_tokens = zeros(b, genomic_mask.shape[1], dim)
         if "genomics" in self.modalities:
@@ -242,35 +228,42 @@ class Encoders(nn.Module):
             patch_tokens=patch_tokens,
             patch_mask=patch_mask,
             patch_attention=patch_attention,
+            pattern_logits=pattern_logits,
             genomic_tokens=genomic_tokens,
             genomic_mask=genomic_mask,
         )
 
 
+def task_layers(config: HeadConfig) -> nn.ModuleDict:
+    """One output layer per task, of its registered head type, on a (B, dim) representation."""
+    return nn.ModuleDict({t.name: task_head(t.kind).layer(config.dim, t) for t in config.tasks})
+
+
 class FusionHead(nn.Module):
-    """Base of every registered head: the shared encoders, one output layer per task, `forward -> HeadOutput`."""
+    """Base of every registered head: the shared encoders, one output layer per task, `forward -> HeadOutput`.
+
+    `needs`: modalities without which the head is not the method it names (MCAT's co-attention
+    needs patches and genomics); a config without them is refused.
+    """
+
+    needs: ClassVar[frozenset[Modality]] = frozenset()
 
     def __init__(self, config: HeadConfig):
         super().__init__()
         self.config = config
         self.encoders = Encoders(config)
-        self.task_layers = nn.ModuleDict({t.name: self.task_layer(config.dim, t) for t in config.tasks})
-
-    @staticmethod
-    def task_layer(dim: int, task: HeadTask) -> nn.Linear:
-        # A Cox risk has no intercept: the baseline hazard absorbs it.
-        return nn.Linear(dim, task.n_classes) if task.kind == "classification" else nn.Linear(dim, 1, bias=False)
+        self.task_layers = task_layers(config)
 
     def predict(self, fused: Tensor) -> dict[str, Tensor]:
         """Per-task outputs of a fused (B, d) representation."""
-        return {
-            t.name: self.task_layers[t.name](fused).squeeze(-1) if t.kind == "survival" else self.task_layers[t.name](fused)
-            for t in self.config.tasks
-        }
+        return {t.name: self.task_layers[t.name](fused) for t in self.config.tasks}
 
     def interpretation(self, encoded: Encoded, **kw: Any) -> Interpretation:
         """The encoders' attributions (habitats, patches), overridden or extended by the head's own."""
-        values = {"region_attention": encoded.region_attention, "patch_attention": encoded.patch_attention, **kw}
+        values = {
+            "region_attention": encoded.region_attention, "patch_attention": encoded.patch_attention,
+            "pattern_logits": encoded.pattern_logits, **kw,
+        }
         if "imaging" not in self.config.modalities:
             values["region_attention"] = None
         if "pathology" not in self.config.modalities:
@@ -293,6 +286,11 @@ def fusion_head_names() -> list[str]:
     return list(_HEADS)
 
 
+def fusion_head_needs(name: str) -> frozenset[Modality]:
+    """The modalities head `name` cannot do without (see FusionHead.needs)."""
+    return _HEADS.get(name).needs
+
+
 def create_fusion_head(config: HeadConfig) -> FusionHead:
     return _HEADS.get(config.head)(config)
 
@@ -303,22 +301,19 @@ class PerModalityTasks(nn.Module):
     def __init__(self, config: HeadConfig):
         super().__init__()
         self.tasks = config.tasks
-        self.layers = nn.ModuleList(
-            nn.ModuleDict({t.name: FusionHead.task_layer(config.dim, t) for t in config.tasks})
-            for _ in config.modalities
-        )
+        self.layers = nn.ModuleList(task_layers(config) for _ in config.modalities)
 
     def forward(self, tokens: Tensor) -> dict[str, Tensor]:
-        """tokens (B, M, d) -> task -> (B, M, K); survival K = 1."""
+        """tokens (B, M, d) -> task -> (B, M, ...): each head type's output with the modality second."""
         return {
             t.name: torch.stack([layers[t.name](tokens[:, i]) for i, layers in enumerate(self.layers)], dim=1)
             for t in self.tasks
         }
 
-    def combine(self, per: dict[str, Tensor], weights: Tensor) -> dict[str, Tensor]:
+    @staticmethod
+    def combine(per: dict[str, Tensor], weights: Tensor) -> dict[str, Tensor]:
         """Weighted sum over modalities (weights (B, M), 0 for the masked ones)."""
-        out = {name: torch.einsum("bm,bmk->bk", weights, values) for name, values in per.items()}
-        return {t.name: out[t.name].squeeze(-1) if t.kind == "survival" else out[t.name] for t in self.tasks}
+        return {name: torch.einsum("bm,bm...->b...", weights, values) for name, values in per.items()}
 
 
 class CrossAttention(nn.Module):

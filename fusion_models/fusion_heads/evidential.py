@@ -6,8 +6,9 @@ S = sum(e) + K. Opinions are merged with the reduced Dempster rule. A missing mo
 the vacuous opinion (b = 0, u = 1), the identity of that rule, so masking is exact rather
 than an imputation. The output logits are log expected probabilities (alpha / S) of the
 merged Dirichlet; training uses cross-entropy on them rather than TMC's digamma loss.
-Risk (survival) has no evidential form: per-modality risks are averaged with weights
-(1 - u) of the first classification task's opinions, so a more certain modality counts more.
+Other head types (survival risk, ordinal cumulative logits) have no evidential form: their
+per-modality outputs are averaged with weights (1 - u) of the first classification task's
+opinions, so a more certain modality counts more.
 """
 
 from __future__ import annotations
@@ -64,8 +65,7 @@ class EvidentialFusion(FusionHead):
             if task is classification[0]:
                 certainty = torch.cat([1.0 - u for _, u in opinions], dim=1) * present.squeeze(-1)
         weights = certainty / certainty.sum(1, keepdim=True).clamp_min(1e-6)
-        for task in self.config.tasks:
-            if task.kind == "survival":
-                outputs[task.name] = torch.einsum("bm,bm->b", weights, per[task.name].squeeze(-1))
-        ordered = {t.name: outputs[t.name] for t in self.config.tasks}
+        others = {t.name: per[t.name] for t in self.config.tasks if t.name not in outputs}
+        averaged = self.per_modality.combine(others, weights)
+        ordered = {t.name: outputs.get(t.name, averaged.get(t.name)) for t in self.config.tasks}
         return HeadOutput(ordered, self.interpretation(e, modality_weights=weights))

@@ -8,18 +8,21 @@ a case lacks is False in `present`; heads mask it out and never read its (zero) 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from fusion_models.features import HABITATS, GenomicsSpec, _normal_appearing, genomics_values
-from fusion_models.imaging.habitats import PHENOTYPE_LABELS, intensity_ratio
+from fusion_models.features import HABITATS, GenomicsSpec, genomics_values
+from fusion_models.imaging.habitats import PHENOTYPE_LABELS, intensity_ratio, normal_appearing
 from fusion_models.inputs import CaseInputs, ImagingTimepoint
+from fusion_models.task_heads import TaskSpec, task_head
 from knowledge.sources import KnowledgeBase
 from schemas.common import MODALITIES
+from schemas.errors import InputError
 
 SEQUENCES: tuple[str, ...] = ("t1c", "t1", "t2", "flair")
 # Per habitat: log1p volume (mL), share of the lesion, then per sequence the mean intensity
@@ -32,16 +35,12 @@ REGION_FEATURES: tuple[str, ...] = (
 GENOMICS = GenomicsSpec()
 PATHWAYS: tuple[str, ...] = GENOMICS.programmes
 DRIVERS: tuple[str, ...] = tuple(n for n in GENOMICS.feature_names() if not n.startswith("pathway_"))
-CLASSIFICATION_LABELS: dict[str, tuple[str, ...]] = {
-    "grade": ("G2", "G3", "G4"),
-    "molecular_subtype": ("IDHwt", "IDHmut-codel", "IDHmut-non-codel"),
-}
 
 
 def region_features(timepoint: ImagingTimepoint) -> tuple[np.ndarray, np.ndarray]:
     """(R, F) features of the HABITATS of one scan and (R,) whether the habitat is in the mask."""
     stats = {s.phenotype: s for s in timepoint.habitats}
-    normal = _normal_appearing(timepoint)
+    normal = normal_appearing(timepoint.mask, timepoint.sequences.values())
     values = np.zeros((len(HABITATS), len(REGION_FEATURES)), dtype=np.float32)
     present = np.zeros(len(HABITATS), dtype=bool)
     for r, habitat in enumerate(HABITATS):
@@ -179,26 +178,47 @@ def collate(cases: Sequence[HeadCase]) -> HeadInputs:
 
 @dataclass
 class Targets:
-    """Per task: class index (-1 unknown); survival time (NaN unknown) and event."""
+    """Per task its head type's training targets (N, width) (task_heads `encode_target`; NaN / -1 unknown), and
+    per case the tissue-pattern code of each patch (-1 unknown), padded like `collate` pads the bag."""
 
-    classes: dict[str, Tensor]  # task -> (B,) long
-    time: Tensor  # (B,)
-    event: Tensor  # (B,)
+    tasks: dict[str, Tensor]
+    patterns: Tensor  # (N, max patches) long
 
     def select(self, index: Tensor | np.ndarray | Sequence[int]) -> Targets:
         index = torch.as_tensor(np.asarray(index), dtype=torch.long)
-        return Targets({k: v[index] for k, v in self.classes.items()}, self.time[index], self.event[index])
+        return Targets({k: v[index] for k, v in self.tasks.items()}, self.patterns[index])
 
     def __len__(self) -> int:
-        return len(self.time)
+        return len(self.patterns)
 
 
-def targets(
-    labels: dict[str, Sequence[str | None]], time: Sequence[float], event: Sequence[bool]
-) -> Targets:
-    """Label strings per classification task (None unknown) -> indices into CLASSIFICATION_LABELS."""
-    classes = {
-        task: torch.tensor([CLASSIFICATION_LABELS[task].index(v) if v is not None else -1 for v in values])
-        for task, values in labels.items()
-    }
-    return Targets(classes, torch.tensor(np.asarray(time, np.float32)), torch.tensor(np.asarray(event, np.float32)))
+def _pattern_codes(case: HeadCase, labels: Any, where: str) -> np.ndarray:
+    """The case's patch-pattern codes in bag order (labels.patch_patterns, one array per slide), else -1."""
+    per_slide = getattr(labels, "patch_patterns", None)
+    if not per_slide:
+        return np.full(len(case.patches), -1, dtype=np.int64)
+    codes = np.concatenate([np.asarray(c, dtype=np.int64).ravel() for c in per_slide])
+    if len(codes) != len(case.patches):
+        raise InputError(where, "labels.patch_patterns", f"{len(codes)} pattern codes for {len(case.patches)} patches")
+    return codes
+
+
+def labelled_examples(
+    items: Iterable[tuple[CaseInputs, Any]], tasks: Sequence[TaskSpec], kb: KnowledgeBase, patch_dim: int
+) -> tuple[list[HeadCase], Targets]:
+    """Head inputs and targets of labelled cases; each task's head type reads its target from the labels object."""
+    cases, encoded, patterns = [], [], []
+    for inputs, labels in items:
+        where = str(inputs.case_dir)
+        case = head_case(inputs, kb, patch_dim)
+        cases.append(case)
+        encoded.append([task_head(t.kind).encode_target(t, labels, where) for t in tasks])
+        patterns.append(_pattern_codes(case, labels, where))
+    if not cases:
+        raise ValueError("no labelled cases")
+    width = max(len(c.patches) for c in cases)
+    padded = torch.full((len(cases), width), -1, dtype=torch.long)
+    for i, codes in enumerate(patterns):
+        padded[i, : len(codes)] = torch.from_numpy(codes)
+    values = {t.name: torch.tensor([row[j] for row in encoded], dtype=torch.float32) for j, t in enumerate(tasks)}
+    return cases, Targets(values, padded)

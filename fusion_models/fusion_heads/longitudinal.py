@@ -21,6 +21,8 @@ DEFAULT_MAX_SCANS = 4  # scans further back share the oldest embedding
 
 @register_fusion_head("longitudinal")
 class LongitudinalFusion(FusionHead):
+    needs = frozenset({"imaging"})
+
     def __init__(self, config: HeadConfig):
         super().__init__(config)
         d = config.dim
@@ -33,22 +35,20 @@ class LongitudinalFusion(FusionHead):
 
     def forward(self, x: HeadInputs) -> HeadOutput:
         e = self.encoders(x)
-        tokens, timepoint_attention = e.tokens, None
-        if "imaging" in self.config.modalities:
-            scans, mask = e.scan_tokens, e.scan_mask
-            t = scans.shape[1]
-            back = self.scans_back(torch.arange(t - 1, -1, -1).clamp(max=self.max_scans - 1))
-            changes = self.change(scans[:, 1:] - scans[:, :-1]) * (mask[:, 1:] & mask[:, :-1]).unsqueeze(-1)
-            keys = torch.cat([scans + back, changes + back[1:]], dim=1)
-            key_mask = torch.cat([mask, mask[:, 1:] & mask[:, :-1]], dim=1)
-            latest = scans[:, -1:] + back[-1]
-            attended, attention = self.attention(latest, keys, key_mask.unsqueeze(1))
-            imaging = self.imaging(torch.cat([scans[:, -1], attended[:, 0]], dim=1))
-            index = self.config.modalities.index("imaging")
-            tokens = torch.cat([tokens[:, :index], imaging.unsqueeze(1), tokens[:, index + 1 :]], dim=1)
-            # Credit each scan with its own key and the change that ends at it.
-            timepoint_attention = attention[:, 0, :t].clone()
-            timepoint_attention[:, 1:] += attention[:, 0, t:]
+        scans, mask = e.scan_tokens, e.scan_mask
+        t = scans.shape[1]
+        back = self.scans_back(torch.arange(t - 1, -1, -1).clamp(max=self.max_scans - 1))
+        changes = self.change(scans[:, 1:] - scans[:, :-1]) * (mask[:, 1:] & mask[:, :-1]).unsqueeze(-1)
+        keys = torch.cat([scans + back, changes + back[1:]], dim=1)
+        key_mask = torch.cat([mask, mask[:, 1:] & mask[:, :-1]], dim=1)
+        latest = scans[:, -1:] + back[-1]
+        attended, attention = self.attention(latest, keys, key_mask.unsqueeze(1))
+        imaging = self.imaging(torch.cat([scans[:, -1], attended[:, 0]], dim=1))
+        index = self.config.modalities.index("imaging")
+        tokens = torch.cat([e.tokens[:, :index], imaging.unsqueeze(1), e.tokens[:, index + 1 :]], dim=1)
+        # Credit each scan with its own key and the change that ends at it.
+        timepoint_attention = attention[:, 0, :t].clone()
+        timepoint_attention[:, 1:] += attention[:, 0, t:]
         fused, weights = self.fusion(tokens, e.present)
         interpretation = self.interpretation(e, modality_weights=weights, timepoint_attention=timepoint_attention)
         return HeadOutput(self.predict(fused), interpretation)

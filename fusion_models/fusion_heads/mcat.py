@@ -25,6 +25,8 @@ from fusion_models.heads import ModalityAttention, mlp
 
 @register_fusion_head("mcat")
 class CoAttentionFusion(FusionHead):
+    needs = frozenset({"pathology", "genomics"})
+
     def __init__(self, config: HeadConfig):
         super().__init__(config)
         d = config.dim
@@ -35,19 +37,18 @@ class CoAttentionFusion(FusionHead):
 
     def forward(self, x: HeadInputs) -> HeadOutput:
         e = self.encoders(x)
-        tokens, patch_attention, pathway_patch = e.tokens, e.patch_attention, None
-        if {"pathology", "genomics"} <= set(self.config.modalities):
-            mask = e.genomic_mask.unsqueeze(-1) & e.patch_mask.unsqueeze(1)
-            guided, attention = self.coattention(e.genomic_tokens, e.patch_tokens, mask)
-            pooled, query_weights = self.pool(guided, e.genomic_mask)
-            has_genomics = e.genomic_mask.any(1, keepdim=True)
-            index = self.config.modalities.index("pathology")
-            replaced = torch.where(has_genomics, self.guided(pooled), tokens[:, index])
-            tokens = torch.cat([tokens[:, :index], replaced.unsqueeze(1), tokens[:, index + 1 :]], dim=1)
-            patch_attention = torch.where(
-                has_genomics, torch.einsum("bg,bgn->bn", query_weights, attention), patch_attention
-            )
-            pathway_patch = attention[:, : len(PATHWAYS)]
+        tokens = e.tokens
+        mask = e.genomic_mask.unsqueeze(-1) & e.patch_mask.unsqueeze(1)
+        guided, attention = self.coattention(e.genomic_tokens, e.patch_tokens, mask)
+        pooled, query_weights = self.pool(guided, e.genomic_mask)
+        has_genomics = e.genomic_mask.any(1, keepdim=True)
+        index = self.config.modalities.index("pathology")
+        replaced = torch.where(has_genomics, self.guided(pooled), tokens[:, index])
+        tokens = torch.cat([tokens[:, :index], replaced.unsqueeze(1), tokens[:, index + 1 :]], dim=1)
+        patch_attention = torch.where(
+            has_genomics, torch.einsum("bg,bgn->bn", query_weights, attention), e.patch_attention
+        )
+        pathway_patch = attention[:, : len(PATHWAYS)]
         fused, weights = self.fusion(tokens, e.present)
         interpretation = self.interpretation(
             e, modality_weights=weights, patch_attention=patch_attention, pathway_patch_attention=pathway_patch

@@ -23,6 +23,8 @@ def _masked_mean(tokens: Tensor, mask: Tensor) -> Tensor:
 
 @register_fusion_head("survpath")
 class PathwayPatchAttention(FusionHead):
+    needs = frozenset({"pathology", "genomics"})
+
     def __init__(self, config: HeadConfig):
         super().__init__(config)
         d = config.dim

@@ -1,29 +1,26 @@
 """One trainer for every fusion head: seeded, modality dropout, early stopping on an inner split;
-a deep ensemble of such heads with temperatures fitted on a calibration split; save and load.
+a deep ensemble of such heads, calibrated per task by its task_heads head type on a calibration split.
 """
 
 from __future__ import annotations
 
 import copy
-import io
 import math
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fusion_models.calibration import fit_temperature
-from fusion_models.fusion_heads.base import FusionHead, HeadConfig, HeadOutput, HeadTask, create_fusion_head
+from fusion_models.fusion_heads.base import FusionHead, HeadConfig, HeadOutput, create_fusion_head
 from fusion_models.fusion_heads.inputs import HeadInputs, Targets
-from fusion_models.heads import cox_partial_likelihood_loss
-from fusion_models.task_heads.classification import MIN_CALIBRATION_CASES, TEMPERATURE_BOUNDS
-from fusion_models.train import drop_modalities, single_thread
+from fusion_models.task_heads import TaskCalibration, TaskSpec, task_head
+from fusion_models.task_heads.fitting import calibrate_tasks
+from fusion_models.training_common import drop_modalities, single_thread
 from schemas.common import MODALITIES
-from toolkit.atomic import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -35,6 +32,7 @@ class TrainSettings:
     patience: int = 6  # epochs without a better held-out loss before stopping
     modality_dropout: float = 0.3  # chance to hide each present modality of a training case
     aux_weight: float = 0.1  # weight of a head's own regulariser (orthogonality)
+    pattern_weight: float = 0.5  # weight of the patch tissue-pattern loss, where patches are labelled
 
 
 def normalisation_stats(x: HeadInputs) -> dict[str, tuple[Tensor, Tensor]]:
@@ -55,23 +53,24 @@ def normalisation_stats(x: HeadInputs) -> dict[str, tuple[Tensor, Tensor]]:
     }
 
 
-def task_losses(outputs: dict[str, Tensor], y: Targets, tasks: tuple[HeadTask, ...]) -> dict[str, Tensor]:
-    """Cross-entropy per classification task, Cox partial likelihood per survival task; unknown labels skipped."""
-    losses = {}
-    for task in tasks:
-        out = outputs[task.name]
-        if task.kind == "classification":
-            target = y.classes[task.name]
-            losses[task.name] = F.cross_entropy(out, target, ignore_index=-1) if (target >= 0).any() else out.sum() * 0
-        else:
-            known = ~torch.isnan(y.time)
-            losses[task.name] = cox_partial_likelihood_loss(out[known], y.time[known], y.event[known])
-    return losses
+def task_losses(outputs: dict[str, Tensor], y: Targets, tasks: tuple[TaskSpec, ...]) -> dict[str, Tensor]:
+    """Each task's loss by its head type (cross-entropy, cumulative link, Cox); unknown targets skipped."""
+    return {t.name: task_head(t.kind).loss(outputs[t.name], y.tasks[t.name], t) for t in tasks}
 
 
-def _loss(out: HeadOutput, y: Targets, tasks: tuple[HeadTask, ...], aux_weight: float) -> Tensor:
+def pattern_loss(pattern_logits: Tensor | None, patterns: Tensor) -> Tensor | None:
+    """Mean cross-entropy over the labelled patches of the batch; None when there is nothing to learn from."""
+    if pattern_logits is None or not bool((patterns >= 0).any()):
+        return None
+    return F.cross_entropy(pattern_logits.flatten(0, 1), patterns.flatten(), ignore_index=-1)
+
+
+def _loss(out: HeadOutput, y: Targets, tasks: tuple[TaskSpec, ...], settings: TrainSettings) -> Tensor:
     loss = sum(task_losses(out.outputs, y, tasks).values())
-    return loss + aux_weight * out.aux_loss if out.aux_loss is not None else loss
+    if out.aux_loss is not None:
+        loss = loss + settings.aux_weight * out.aux_loss
+    patterns = pattern_loss(out.interpretation.pattern_logits, y.patterns)
+    return loss + settings.pattern_weight * patterns if patterns is not None else loss
 
 
 @torch.no_grad()
@@ -108,7 +107,7 @@ def fit(
                 present = {m: bx.present[:, i] for i, m in enumerate(MODALITIES)}
                 dropped = drop_modalities(present, settings.modality_dropout, generator)
                 bx = bx.with_present(torch.stack([dropped[m] for m in MODALITIES], dim=1))
-                loss = _loss(head(bx), by, tasks, settings.aux_weight)
+                loss = _loss(head(bx), by, tasks, settings)
                 optimiser.zero_grad()
                 loss.backward()
                 optimiser.step()
@@ -132,79 +131,62 @@ def train_head(
     return head, fit(head, train, val, settings, seed)
 
 
-@dataclass
-class EnsemblePrediction:
-    probabilities: dict[str, np.ndarray]  # classification task -> (B, K), calibrated
-    risk: dict[str, np.ndarray]  # survival task -> (B,) mean member risk
-    spread: dict[str, np.ndarray]  # task -> (B,) std over members (top-class probability / risk)
+def _numpy(outputs: dict[str, Tensor], y: Targets) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    return {task: (out.numpy(), y.tasks[task].numpy().astype(np.float64)) for task, out in outputs.items()}
 
 
 @dataclass
 class Ensemble:
-    """k heads from different seeds (Lakshminarayanan et al., NeurIPS 2017); probabilities are the
-    temperature-scaled log of the members' mean probability, T fitted on a calibration split."""
+    """k heads from different seeds (Lakshminarayanan et al., NeurIPS 2017). Members' outputs are combined per
+    task by its head type (`TaskHead.ensemble`: mean probability for classes), then calibrated by that head
+    type on a calibration split (temperature; Breslow baseline for risk); `calibration` maps task -> it."""
 
     members: list[FusionHead]
-    temperatures: dict[str, float]
+    calibration: dict[str, TaskCalibration]
     fits: list[FitResult]
+
+    @property
+    def config(self) -> HeadConfig:
+        return self.members[0].config
 
     @classmethod
     def train(
         cls,
         config: HeadConfig,
-        train: tuple[HeadInputs, Targets],
-        stopping: tuple[HeadInputs, Targets],
-        calibration: tuple[HeadInputs, Targets],
+        splits: dict[str, tuple[HeadInputs, Targets]],
         *,
         members: int,
         settings: TrainSettings,
         seed: int,
-    ) -> Ensemble:
-        trained = [train_head(config, train, stopping, settings, seed * 1000 + k) for k in range(members)]
+    ) -> tuple[Ensemble, dict[str, Any]]:
+        """`splits`: 'training', 'stopping', 'calibration' and optionally 'evaluation' (which only measures).
+
+        -> the ensemble and its calibration report (records, conformal sets, evaluation metrics).
+        """
+        fitting, stopping = splits["training"], splits["stopping"]
+        trained = [train_head(config, fitting, stopping, settings, seed * 1000 + k) for k in range(members)]
         ensemble = cls([h for h, _ in trained], {}, [f for _, f in trained])
-        log_probs = ensemble._log_mean_probabilities(calibration[0])
-        for task, values in log_probs.items():
-            labels = calibration[1].classes[task].numpy()
-            known = labels >= 0
-            enough = known.sum() >= MIN_CALIBRATION_CASES
-            ensemble.temperatures[task] = fit_temperature(values[known], labels[known], TEMPERATURE_BOUNDS) if enough else 1.0
-        return ensemble
+        data = {
+            name: _numpy(ensemble.outputs(x), y) for name, (x, y) in splits.items() if name != "stopping"
+        }
+        ensemble.calibration, conformal, records, metrics = calibrate_tasks(config.tasks, data)
+        return ensemble, {"conformal": conformal, "records": records, "metrics": metrics}
 
-    def _outputs(self, x: HeadInputs) -> list[dict[str, Tensor]]:
-        return [predict(m, x) for m in self.members]
+    def member_outputs(self, x: HeadInputs) -> list[HeadOutput]:
+        """Every member's eval-mode output on one batch (interpretation included)."""
+        with torch.no_grad():
+            return [m.eval()(x) for m in self.members]
 
-    def _log_mean_probabilities(self, x: HeadInputs, outputs: list[dict[str, Tensor]] | None = None) -> dict[str, np.ndarray]:
-        outputs = outputs or self._outputs(x)
-        tasks = [t.name for t in self.members[0].config.tasks if t.kind == "classification"]
+    def outputs(self, x: HeadInputs) -> dict[str, Tensor]:
+        """The combined raw output per task over many cases."""
+        per_member = [predict(m, x) for m in self.members]
         return {
-            t: torch.log(torch.stack([o[t].softmax(-1) for o in outputs]).mean(0).clamp_min(1e-12)).numpy()
-            for t in tasks
+            t.name: task_head(t.kind).ensemble(t, [o[t.name] for o in per_member]) for t in self.config.tasks
         }
 
-    def predict(self, x: HeadInputs) -> EnsemblePrediction:
-        outputs = self._outputs(x)
-        probabilities, risk, spread = {}, {}, {}
-        for task, log_p in self._log_mean_probabilities(x, outputs).items():
-            p = torch.softmax(torch.from_numpy(log_p) / self.temperatures.get(task, 1.0), dim=-1).numpy()
-            probabilities[task] = p
-            top = p.argmax(1)
-            members = np.stack([o[task].softmax(-1).numpy()[np.arange(len(top)), top] for o in outputs])
-            spread[task] = members.std(0)
-        for task in (t.name for t in self.members[0].config.tasks if t.kind == "survival"):
-            members = np.stack([o[task].numpy() for o in outputs])
-            risk[task], spread[task] = members.mean(0), members.std(0)
-        return EnsemblePrediction(probabilities, risk, spread)
-
-
-def save_head(path: Path, head: FusionHead) -> None:
-    """The head's config (which head, which modalities and tasks) travels with its weights."""
-    buffer = io.BytesIO()
-    torch.save({"config": head.config.model_dump(), "state": head.state_dict()}, buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
-
-
-def load_head(path: Path) -> FusionHead:
-    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    head = create_fusion_head(HeadConfig.model_validate(payload["config"]))
-    head.load_state_dict(payload["state"])
-    return head.eval()
+    def probabilities(self, x: HeadInputs) -> dict[str, np.ndarray]:
+        """Calibrated (N, len(labels)) probabilities per task."""
+        return {
+            t.name: task_head(t.kind).probabilities(t, out.numpy(), self.calibration[t.name])
+            for t, out in zip(self.config.tasks, self.outputs(x).values(), strict=True)
+        }

@@ -7,6 +7,7 @@ lesion has an enhancing component; without one it is non-enhancing tumour (DESIG
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -213,6 +214,15 @@ def mni_lobe(x_mm: float, y_mm: float, z_mm: float) -> str | None:
     if z_mm < 0 and ax >= 25 and y_mm <= 25:
         return "temporal"
     return "frontal" if y_mm >= -20 else "parietal"
+
+
+def normal_appearing(mask: np.ndarray, sequences: Iterable[np.ndarray]) -> np.ndarray:
+    """Brain voxels outside the lesion: skull-stripped sequences are 0 outside the brain (and any other value,
+    negative ones of z-scored sequences included, inside it; as ImagingTimepoint.brain)."""
+    signal = np.zeros(mask.shape, dtype=bool)
+    for volume in sequences:
+        signal |= np.asarray(volume) != 0
+    return signal & (np.asarray(mask) == 0)
 
 
 def intensity_ratio(image: np.ndarray, region_mask: np.ndarray, reference_mask: np.ndarray) -> float | None:

@@ -11,7 +11,7 @@ new head type is one module that registers itself here.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
@@ -96,6 +96,14 @@ class TaskHead(ABC):
     @abstractmethod
     def attribution_target(self, spec: TaskSpec, output: Tensor) -> Tensor:
         """The scalar an attribution of one case's output explains."""
+
+    @abstractmethod
+    def ensemble(self, spec: TaskSpec, members: Sequence[Tensor]) -> Tensor:
+        """One raw output of the same shape from the (B, ...) outputs of a deep ensemble's members.
+
+        Averaged in probability space where the head has one (Lakshminarayanan et al. 2017), so
+        the combined output goes through this head type's calibration and prediction unchanged.
+        """
 
     def default_calibration(self, spec: TaskSpec) -> TaskCalibration | None:
         """What an uncalibrated task uses, or None when the head cannot predict without calibration."""

@@ -90,3 +90,7 @@ class ClassificationHead(TaskHead):
     def attribution_target(self, spec: TaskSpec, output: Tensor) -> Tensor:
         """The top label's log-probability."""
         return torch.log_softmax(output, dim=-1).max()
+
+    def ensemble(self, spec: TaskSpec, members) -> Tensor:
+        """Log of the members' mean probabilities: logits whose softmax is that mean."""
+        return torch.stack([m.softmax(-1) for m in members]).mean(0).clamp_min(1e-12).log()

@@ -127,3 +127,7 @@ class OrdinalHead(TaskHead):
     def attribution_target(self, spec: TaskSpec, output: Tensor) -> Tensor:
         """The expected grade step, sum_k P(y > k): what moves the case up or down the scale."""
         return torch.sigmoid(output).sum()
+
+    def ensemble(self, spec: TaskSpec, members) -> Tensor:
+        """Logits of the members' mean P(y > k): a mean of ordered sigmoids stays ordered."""
+        return torch.logit(torch.stack([torch.sigmoid(m) for m in members]).mean(0), eps=TINY)

@@ -88,3 +88,7 @@ class SurvivalHead(TaskHead):
 
     def attribution_target(self, spec: TaskSpec, output: Tensor) -> Tensor:
         return output.sum()
+
+    def ensemble(self, spec: TaskSpec, members) -> Tensor:
+        """The mean linear predictor: a Cox risk has no probability scale before the baseline hazard."""
+        return torch.stack(list(members)).mean(0)
