@@ -139,7 +139,8 @@ def _panel(ax, volume: Volume, sequence: str, plane: str, index: int, marks: lis
         if codes in drawn:
             continue
         region = np.isin(labels, codes)
-        if region.any():
+        # An outline needs a slice at least 2 voxels each way (a volume 1 voxel thick has none in two planes).
+        if region.any() and min(region.shape) >= 2:
             ax.contour(region.T.astype(float), levels=[0.5], colors=[colour], linestyles=[line], linewidths=1.4,
                        origin="lower", extent=extent)
             drawn.add(codes)
