@@ -189,3 +189,22 @@ def test_case_folder_takes_binary_files_in_subfolders(tmp_path):
     written = write_case_folder(tmp_path, "C1", {"report.json": "{}\n", "figures/a.png": b"\x89PNG\r\n"})
     assert (tmp_path / "C1" / "figures" / "a.png").read_bytes() == b"\x89PNG\r\n"
     assert set(written) == {"report.json", "figures/a.png"}
+
+
+@pytest.mark.parametrize("plane", ["axial", "coronal", "sagittal"])
+def test_a_volume_one_voxel_thick_draws_every_plane_without_outlines_it_cannot_have(plane):
+    import matplotlib.pyplot as plt
+
+    from agents.figures.mri import Volume, _panel
+
+    mask = np.zeros((6, 6, 1), dtype=np.int16)
+    mask[2:4, 2:4, 0] = 4  # enhancing, on the only axial slice
+    volume = Volume("T0", {"t1c": np.linspace(0, 1, mask.size).reshape(mask.shape)}, mask, np.eye(4))
+    fig, ax = plt.subplots()
+    try:
+        _panel(ax, volume, "t1c", plane, 0, [])
+        outlines = len(ax.collections)
+    finally:
+        plt.close(fig)
+    # The axial slice (6 x 6) carries the outline; coronal and sagittal slices are 6 x 1, where none fits.
+    assert outlines == (1 if plane == "axial" else 0)
