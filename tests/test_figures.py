@@ -202,7 +202,7 @@ def test_a_volume_one_voxel_thick_draws_every_plane_without_outlines_it_cannot_h
     volume = Volume("T0", {"t1c": np.linspace(0, 1, mask.size).reshape(mask.shape)}, mask, np.eye(4))
     fig, ax = plt.subplots()
     try:
-        _panel(ax, volume, "t1c", plane, 0, [])
+        _panel(ax, volume, "t1c", plane, 0 if plane == "axial" else 2, [])  # each slice through the lesion
         outlines = len(ax.collections)
     finally:
         plt.close(fig)
