@@ -27,6 +27,18 @@ def mlp(in_dim: int, hidden: int, out_dim: int, dropout: float) -> nn.Sequential
     )
 
 
+class Standardiser(nn.Module):
+    """(x - mean) / std from training statistics (buffers, so they travel in the state_dict)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
 class GatedAttentionMIL(nn.Module):
     """Gated attention pooling over a bag of patch embeddings (Ilse et al., ICML 2018)."""
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import Tensor, nn
 
 from fusion_models.features import BLOCK_MODALITY, Batch, InputSpec
-from fusion_models.heads import GatedAttentionMIL, ModalityAttention, mlp
+from fusion_models.heads import GatedAttentionMIL, ModalityAttention, Standardiser, mlp
 from fusion_models.task_heads import TaskSpec, task_head
 from schemas.common import TISSUE_PATTERNS
 
@@ -63,18 +63,6 @@ class FusionModelConfig(_Config):
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate task names {names}")
         return self
-
-
-class Standardiser(nn.Module):
-    """(x - mean) / std from training statistics (buffers, so they travel in the state_dict)."""
-
-    def __init__(self, dim: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std
 
 
 @dataclass

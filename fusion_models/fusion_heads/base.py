@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from fusion_models.features import HABITATS
 from fusion_models.fusion_heads.inputs import DRIVERS, PATHWAYS, REGION_FEATURES, HeadInputs
-from fusion_models.heads import GatedAttentionMIL, masked_softmax, mlp
+from fusion_models.heads import GatedAttentionMIL, Standardiser, masked_softmax, mlp
 from fusion_models.task_heads import TaskSpec, task_head
 from schemas.common import MODALITIES, TISSUE_PATTERNS, Modality
 from toolkit.registry import Registry
@@ -77,16 +77,6 @@ class HeadOutput:
     outputs: dict[str, Tensor]  # task -> the raw output of its head type (logits, cumulative logits, Cox risk)
     interpretation: Interpretation
     aux_loss: Tensor | None = None  # a head's own regulariser (e.g. orthogonality), already averaged
-
-
-class Standardiser(nn.Module):
-    def __init__(self, dim: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return (x - self.mean) / self.std
 
 
 class ScalarTokens(nn.Module):
