@@ -19,11 +19,13 @@ import pytest
 
 from agents.cli import main
 from agents.review.audit import replay
-from agents.review.checkpoint import SQLITE_FILE, open_checkpointer, serializer, thread_id
+from agents.consistency import FlagText
+from agents.review.checkpoint import SQLITE_FILE, STATE_TYPES, open_checkpointer, serializer, thread_id
 from agents.review.service import InvalidEdit, ReviewClosed, ReviewService, UnknownCase, VersionConflict
 from agents.runner import run_case
-from schemas.report import EvidenceChainReport, NarrativeSection
-from schemas.review import ConclusionEdit, FlagDismissEdit, NarrativeEdit, SamplingTargetEdit
+from schemas.imaging import ImagingFeatures
+from schemas.report import EvidenceChainReport, NarrativeSection, Review
+from schemas.review import ConclusionEdit, FlagDismissEdit, NarrativeEdit, SamplingTargetEdit, StampedEdit
 
 ROOT = Path(__file__).resolve().parents[1]
 # DEMO-004: the pathologist read G2, the model says G4 (a grade disagreement flag); DEMO-001 has a sampling plan.
@@ -75,6 +77,8 @@ def test_state_holds_no_arrays_and_every_type_is_allowed(demo_cohort, review_set
     assert isinstance(values["report"], EvidenceChainReport)
     assert isinstance(values["draft"], EvidenceChainReport)
     assert all(isinstance(s, NarrativeSection) for s in [*values["draft_narrative"], *values["fallback_narrative"]])
+    # Keys this run left empty are allowed too (the allow-list is read from CaseState's annotations).
+    assert {ImagingFeatures, StampedEdit, Review, FlagText} <= set(STATE_TYPES)
 
 
 def test_a_label_override_is_kept_beside_the_model_value_and_flags_and_narrative_follow(

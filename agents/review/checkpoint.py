@@ -10,33 +10,32 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, get_args, get_type_hints
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.checkpoint.sqlite import SqliteSaver
 
-from agents.consistency import FlagText
 from agents.context import Settings
+from agents.state import CaseState
 from schemas.errors import InputError
-from schemas.fusion import FusionOutput
-from schemas.report import (
-    EvidenceChainReport,
-    HistologyEvidence,
-    LocalisedText,
-    MechanismEvidence,
-    NarrativeSection,
-    Review,
-    SpatialEvidence,
-)
-from schemas.review import StampedEdit
 
 SQLITE_FILE = ".review.sqlite"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-# Every class the state holds at its top level or in its lists and dicts (nested models travel as their dump).
-STATE_TYPES = (
-    EvidenceChainReport, FusionOutput, SpatialEvidence, HistologyEvidence, MechanismEvidence,
-    FlagText, LocalisedText, NarrativeSection, Review, StampedEdit,
-)
+
+
+def _classes_in(annotation: Any) -> Iterator[type]:
+    if isinstance(annotation, type):
+        yield annotation
+    for arg in get_args(annotation):
+        yield from _classes_in(arg)
+
+
+# Every class the state holds at its top level or in its lists and dicts (nested models travel as their
+# dump), read from CaseState's annotations so that a new state key cannot be left off the allow-list.
+STATE_TYPES = tuple(dict.fromkeys(
+    cls for hint in get_type_hints(CaseState).values() for cls in _classes_in(hint) if cls.__module__ != "builtins"
+))
 
 
 def serializer() -> JsonPlusSerializer:
