@@ -250,6 +250,12 @@ def create_app(out_dir: Path, settings: Settings | None = None) -> FastAPI:
         except ValueError:
             raise PageError(400, "invalid.title", "revision: missing or not a number") from None
 
+    def reason_of(form: dict[str, str], needed_for: str) -> str:
+        reason = form.get("reason", "").strip()
+        if not reason:
+            raise PageError(400, "invalid.title", f"reason: {needed_for} needs a reason")
+        return reason
+
     def guarded(case_id: str, request: Request, action: Callable[[], object], revision: int) -> Response:
         """Run a review action; a stale revision or a closed report is a page saying so, nothing saved."""
         t = translator(lang_of(request))
@@ -293,9 +299,7 @@ def create_app(out_dir: Path, settings: Settings | None = None) -> FastAPI:
     async def reject(case_id: str, request: Request, session: Session = Depends(require("review"))) -> Response:
         form = await form_of(request, session)
         revision = expected_revision(form)
-        reason = form.get("reason", "").strip()
-        if not reason:
-            raise PageError(400, "invalid.title", "reason: a rejection needs a reason")
+        reason = reason_of(form, "a rejection")
         return guarded(
             case_id, request,
             lambda: service.reject(case_id, actor=session.user.name, expected_revision=revision, reason=reason),
@@ -306,9 +310,7 @@ def create_app(out_dir: Path, settings: Settings | None = None) -> FastAPI:
     async def reopen(case_id: str, request: Request, session: Session = Depends(require("review"))) -> Response:
         form = await form_of(request, session)
         revision = expected_revision(form)
-        reason = form.get("reason", "").strip()
-        if not reason:
-            raise PageError(400, "invalid.title", "reason: a new version needs a reason")
+        reason = reason_of(form, "a new version")
         return guarded(
             case_id, request,
             lambda: service.reopen(case_id, actor=session.user.name, expected_revision=revision, reason=reason),
